@@ -1,0 +1,98 @@
+//! The lab from the command line, for the demo and for trying etcdroll by hand:
+//! `etcdroll-lab up --dir DIR [--members 3] [--version 3.4.23] [--bastions 0] [--enable-v2]`
+//! starts real hosts (network namespaces with sshd and etcd) and writes
+//! DIR/inventory.yml; `etcdroll-lab down --dir DIR` removes everything it made.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use etcdroll::lab::{Lab, LabSpec};
+
+#[derive(Parser)]
+#[command(
+    name = "etcdroll-lab",
+    about = "Start or stop a lab of real etcd hosts in network namespaces (root only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start a lab and write DIR/inventory.yml and DIR/lab.json.
+    Up {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        members: usize,
+        #[arg(long, default_value_t = 0)]
+        plain_hosts: usize,
+        #[arg(long, default_value = "3.4.23")]
+        version: String,
+        #[arg(long, default_value_t = 0)]
+        bastions: usize,
+        #[arg(long)]
+        enable_v2: bool,
+    },
+    /// Tear down the lab saved in DIR/lab.json.
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Up {
+            dir,
+            members,
+            plain_hosts,
+            version,
+            bastions,
+            enable_v2,
+        } => up(dir, members, plain_hosts, version, bastions, enable_v2),
+        Cmd::Down { dir } => Lab::load(&dir.join("lab.json")).map(|mut lab| lab.teardown()),
+    };
+    if let Err(e) = res {
+        eprintln!("etcdroll-lab: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn up(
+    dir: PathBuf,
+    members: usize,
+    plain_hosts: usize,
+    version: String,
+    bastions: usize,
+    enable_v2: bool,
+) -> anyhow::Result<()> {
+    if let Err(why) = Lab::available() {
+        anyhow::bail!("the lab cannot run here: {why}");
+    }
+    std::fs::create_dir_all(&dir)?;
+    let spec = LabSpec {
+        members,
+        plain_hosts,
+        version,
+        bastions,
+        enable_v2,
+        ..LabSpec::default()
+    };
+    let lab = Lab::start(&spec)?;
+    lab.write_inventory(&dir.join("inventory.yml"))?;
+    lab.save(&dir.join("lab.json"))?;
+    for h in lab
+        .members
+        .iter()
+        .chain(&lab.plain_hosts)
+        .chain(&lab.bastions)
+    {
+        println!("{:<10} {:<16} netns {}", h.name, h.addr, h.netns);
+    }
+    println!("inventory: {}", dir.join("inventory.yml").display());
+    let _ = lab.persist();
+    Ok(())
+}

@@ -1,0 +1,496 @@
+//! The command line: parse arguments, load the inventory, connect, pick the UI,
+//! run a command, map the outcome to an exit code.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::etcd::Version;
+use crate::events::Emitter;
+use crate::exit;
+use crate::inventory::{self, LoadOptions};
+use crate::ssh::{Connector, Payload, SshOptions};
+use crate::ui::{OutputFormat, Ui};
+use crate::upgrade::procedures::{self, UpgradeRequest};
+use crate::upgrade::roll::{Interrupt, RollOptions, Target};
+use crate::upgrade::{self, adhoc, HostLink, ReachOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "etcdroll",
+    version,
+    about = "Rolling upgrades of etcd clusters over SSH",
+    long_about = "Rolling upgrades of etcd clusters over SSH, one member at a time, with backups, \
+                  health gates and automatic rollback. Hosts come from an Ansible inventory."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command on every host at once (Ansible's `-m shell`).
+    Exec {
+        #[command(flatten)]
+        common: Common,
+        /// Run the command with sudo (as `ansible_become_user`, default root).
+        #[arg(long = "privileged")]
+        privileged: bool,
+        /// The command: one argument is a shell command line; several are a program
+        /// and its arguments, passed through unchanged.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Show every member: version, health, leader, raft index, db size.
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Pre-flight only: check every member and say whether the upgrade may run.
+    /// Changes nothing. Without --binary, checks health and membership only.
+    Check {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        waits: Waits,
+    },
+    /// Rolling upgrade: pre-flight, stage the binary everywhere, then one member at a
+    /// time (followers first, the leader last), each behind health gates.
+    Upgrade {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        waits: Waits,
+        /// Run the pre-flight, print the plan, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+        /// Pause after each member (on top of the measured catch-up).
+        #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+        settle: Duration,
+    },
+    /// Return every member running a new binary to its saved etcd.old, one at a time.
+    /// Refused once the cluster version has moved to the new minor.
+    Rollback {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        waits: Waits,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Take an online snapshot of every member into its etcd_backup_dir.
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        waits: Waits,
+    },
+}
+
+/// The binaries to upgrade to.
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// The new etcd binary (on this machine; uploaded to every member).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// The new etcdctl, installed beside etcd and swapped with it.
+    #[arg(long, value_name = "PATH")]
+    pub etcdctl: Option<PathBuf>,
+    /// The version the binary is, when it cannot run on this machine (it is
+    /// checked again by running it on every host).
+    #[arg(long, value_name = "X.Y.Z")]
+    pub target_version: Option<String>,
+}
+
+/// Limits of the waits during an upgrade.
+#[derive(Args, Debug, Clone)]
+pub struct Waits {
+    /// How long a restarted member may take to be healthy on the new version.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub health_timeout: Duration,
+    /// How long a member may take to catch up with the leader's raft index.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub catch_up_timeout: Duration,
+    /// How long the cluster version may take to reach the new minor at the end.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub cluster_version_timeout: Duration,
+    /// Limit for an upload that makes no progress.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub upload_stall_timeout: Duration,
+    /// Interval of health and catch-up polls.
+    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+}
+
+impl Waits {
+    fn roll_options(&self, common: &Common, settle: Duration) -> RollOptions {
+        RollOptions {
+            run_id: run_id(),
+            command_timeout: common.command_timeout,
+            upload_stall_timeout: self.upload_stall_timeout,
+            health_timeout: self.health_timeout,
+            catch_up_timeout: self.catch_up_timeout,
+            cluster_version_timeout: self.cluster_version_timeout,
+            poll_interval: self.poll_interval,
+            settle,
+        }
+    }
+}
+
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:04x}", nanos / 1_000_000, std::process::id() & 0xffff)
+}
+
+impl TargetArgs {
+    /// The target version: stated, or read by running the binary here.
+    fn version(&self) -> Result<Option<Version>, String> {
+        if let Some(v) = &self.target_version {
+            return Version::parse(v)
+                .map(Some)
+                .ok_or_else(|| format!("--target-version {v:?} is not a version like 3.5.1"));
+        }
+        let Some(bin) = &self.binary else {
+            return Ok(None);
+        };
+        let out = std::process::Command::new(bin).arg("--version").output().map_err(|e| {
+            format!(
+                "cannot run {} here to read its version ({e}); if it is for another architecture, pass --target-version",
+                bin.display()
+            )
+        })?;
+        Version::from_version_output(&String::from_utf8_lossy(&out.stdout))
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "{} --version does not print an etcd version: is it an etcd binary? (pass --target-version if it cannot run here)",
+                    bin.display()
+                )
+            })
+    }
+
+    fn load(&self) -> Result<Target, String> {
+        let version = self.version()?.ok_or("--binary is required")?;
+        let read =
+            |p: &PathBuf| Payload::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let etcd = read(self.binary.as_ref().ok_or("--binary is required")?)?;
+        let etcdctl = self.etcdctl.as_ref().map(read).transpose()?;
+        Ok(Target {
+            version,
+            etcd,
+            etcdctl,
+        })
+    }
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Ansible inventory, YAML or INI.
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Inventory group holding the etcd members.
+    #[arg(long, default_value = "etcd")]
+    pub group: String,
+    /// Only these hosts: names or globs, comma-separated; `!pat` excludes.
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Login user for every host (overrides ansible_user).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Private key file, tried before ssh-agent (repeatable).
+    #[arg(long = "private-key", value_name = "FILE")]
+    pub private_keys: Vec<PathBuf>,
+    /// Extra known_hosts file (repeatable); ~/.ssh/known_hosts and
+    /// /etc/ssh/ssh_known_hosts are always read.
+    #[arg(long = "known-hosts", value_name = "FILE")]
+    pub known_hosts: Vec<PathBuf>,
+    /// Record host keys not yet known instead of refusing them. A CHANGED key is
+    /// always refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// Jump host(s) for every host: [user@]host[:port][,...] (like ssh -J).
+    #[arg(short = 'J', long = "jump", value_name = "HOPS")]
+    pub jump: Option<String>,
+    /// Run privileged steps with sudo on every host (like ansible_become).
+    #[arg(long = "become")]
+    pub become_: bool,
+    /// Do not use ssh-agent.
+    #[arg(long)]
+    pub no_agent: bool,
+    /// Output: bars on a terminal (else plain lines), plain, or JSON lines.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub output: OutputFormat,
+    /// Limit for TCP connect plus SSH handshake, per host.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Limit for SSH authentication, per host.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub auth_timeout: Duration,
+    /// Limit for each remote command and HTTP request.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub command_timeout: Duration,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 10s, 2m)"))
+}
+
+impl Common {
+    fn ssh_options(&self) -> SshOptions {
+        SshOptions {
+            connect_timeout: self.connect_timeout,
+            auth_timeout: self.auth_timeout,
+            known_hosts_files: self.known_hosts.clone(),
+            accept_new_host_keys: self.accept_new_host_keys,
+            identity_files: self.private_keys.clone(),
+            use_agent: !self.no_agent,
+            ..SshOptions::default()
+        }
+    }
+
+    fn reach(&self) -> ReachOptions {
+        ReachOptions {
+            jump: self.jump.clone(),
+            user: self.user.clone(),
+            become_: self.become_,
+        }
+    }
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("etcdroll: cannot start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Exec {
+            common,
+            privileged,
+            command,
+        } => {
+            let Some((ui, emit, links)) = connect(&common).await else {
+                return exit::USAGE;
+            };
+            let cmd = adhoc::command_from_args(&command);
+            let code = adhoc::exec(&links, &cmd, common.command_timeout, privileged, &emit).await;
+            ui.finish();
+            code
+        }
+        Command::Status { common } => {
+            let Some((ui, emit, links)) = connect(&common).await else {
+                return exit::USAGE;
+            };
+            let code = adhoc::status(&links, common.command_timeout, &emit).await;
+            ui.finish();
+            code
+        }
+        Command::Check {
+            common,
+            target,
+            waits,
+        } => {
+            let version = match target.version() {
+                Ok(v) => v,
+                Err(e) => return usage_error(&common, &e),
+            };
+            let Some((ui, emit, links)) = connect(&common).await else {
+                return exit::USAGE;
+            };
+            let opts = waits.roll_options(&common, Duration::ZERO);
+            let code = procedures::check(&links, version, &opts, &emit).await;
+            ui.finish();
+            code
+        }
+        Command::Upgrade {
+            common,
+            target,
+            waits,
+            dry_run,
+            yes,
+            settle,
+        } => {
+            let target = match target.load() {
+                Ok(t) => t,
+                Err(e) => return usage_error(&common, &e),
+            };
+            let Some((ui, emit, links)) = connect(&common).await else {
+                return exit::USAGE;
+            };
+            let interrupt = Arc::new(Interrupt::default());
+            let records = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let interactive = std::io::stdin().is_terminal() && !ui.is_json();
+            let confirm_ui = ui.clone();
+            let req = UpgradeRequest {
+                links: &links,
+                target,
+                opts: waits.roll_options(&common, settle),
+                dry_run,
+                confirm: Box::new(move |steps: &[String]| {
+                    if yes || !interactive {
+                        return true;
+                    }
+                    confirm_ui.suspend(|| ask_to_proceed(steps))
+                }),
+                interrupt: interrupt.clone(),
+                records: records.clone(),
+            };
+            let code =
+                with_interrupts(procedures::upgrade(req, &emit), &interrupt, &records, &emit).await;
+            ui.finish();
+            code
+        }
+        Command::Rollback { common, waits, yes } => {
+            let Some((ui, emit, links)) = connect(&common).await else {
+                return exit::USAGE;
+            };
+            if !yes && std::io::stdin().is_terminal() && !ui.is_json() {
+                let steps = vec![
+                    "return every member running a new binary to its etcd.old, one at a time"
+                        .to_string(),
+                ];
+                if !ui.suspend(|| ask_to_proceed(&steps)) {
+                    return exit::REFUSED;
+                }
+            }
+            let interrupt = Arc::new(Interrupt::default());
+            let records = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let opts = waits.roll_options(&common, Duration::ZERO);
+            let code = with_interrupts(
+                procedures::rollback(&links, &opts, &emit, interrupt.clone()),
+                &interrupt,
+                &records,
+                &emit,
+            )
+            .await;
+            ui.finish();
+            code
+        }
+        Command::Backup { common, waits } => {
+            let Some((ui, emit, links)) = connect(&common).await else {
+                return exit::USAGE;
+            };
+            let opts = waits.roll_options(&common, Duration::ZERO);
+            let code = procedures::backup(&links, &opts, &emit).await;
+            ui.finish();
+            code
+        }
+    }
+}
+
+fn usage_error(common: &Common, message: &str) -> i32 {
+    Ui::new(common.output).error(message);
+    exit::USAGE
+}
+
+/// Print the plan and ask on the terminal.
+fn ask_to_proceed(steps: &[String]) -> bool {
+    use std::io::Write;
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "Plan:");
+    for (i, s) in steps.iter().enumerate() {
+        let _ = writeln!(err, "  {:>2}. {s}", i + 1);
+    }
+    let _ = write!(err, "Proceed? [y/N] ");
+    let _ = err.flush();
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Run a procedure under Ctrl-C handling: the first Ctrl-C lets the current member
+/// finish (the procedure checks between members); the second stops at once and
+/// reports which member is in which state.
+async fn with_interrupts(
+    run: impl std::future::Future<Output = i32>,
+    interrupt: &Interrupt,
+    records: &crate::upgrade::roll::Records,
+    emit: &Emitter,
+) -> i32 {
+    tokio::pin!(run);
+    loop {
+        tokio::select! {
+            code = &mut run => return code,
+            _ = tokio::signal::ctrl_c() => {
+                if interrupt.press() == 1 {
+                    emit(crate::events::Event::Warning {
+                        host: None,
+                        message: "Ctrl-C: finishing the current member, then stopping (press again to stop now)".into(),
+                    });
+                } else {
+                    let recs = records.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let states: Vec<String> = recs
+                        .iter()
+                        .map(|r| format!(
+                            "{}: {:?}{}",
+                            r.host,
+                            r.state,
+                            r.step.map(|s| format!(" (last step: {})", s.label())).unwrap_or_default()
+                        ))
+                        .collect();
+                    emit(crate::events::Event::RunFinished {
+                        ok: false,
+                        exit_code: exit::INTERRUPTED,
+                        message: Some(format!(
+                            "stopped NOW by a second Ctrl-C. Member states:\n  {}\nA member shown Unknown may be mid-restart: \
+                             check it with `etcdroll status`, then run `etcdroll upgrade` again to finish or `etcdroll rollback`.",
+                            states.join("\n  ")
+                        )),
+                    });
+                    return exit::INTERRUPTED;
+                }
+            }
+        }
+    }
+}
+
+/// Load the inventory and open one session per host (all at once). None when the
+/// inventory is unusable (already reported).
+async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
+    let ui = Ui::new(common.output);
+    let inv = match inventory::load(
+        &common.inventory,
+        &LoadOptions {
+            group: &common.group,
+            limit: common.limit.as_deref(),
+        },
+    ) {
+        Ok(inv) => inv,
+        Err(e) => {
+            ui.error(&format!("inventory: {e}"));
+            return None;
+        }
+    };
+    let emit = ui.emitter();
+    let connector = Connector::new(common.ssh_options());
+    let links = upgrade::connect_all(&connector, &inv.hosts, &common.reach()).await;
+    Some((ui, emit, links))
+}

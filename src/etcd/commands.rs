@@ -1,0 +1,394 @@
+//! The remote commands etcdroll runs on a member: probing it, controlling its
+//! service, backing it up, staging and swapping binaries. Built here, run by the
+//! engine through an SSH session; every value is quoted by `RemoteCommand`.
+
+use crate::inventory::{EtcdVars, ServiceManager};
+use crate::ssh::{quote, RemoteCommand};
+
+use super::Version;
+
+/// Start, stop, query and read the logs of the etcd service.
+pub fn service_start(v: &EtcdVars) -> RemoteCommand {
+    match v.service_manager {
+        ServiceManager::Systemd => RemoteCommand::new("systemctl").arg("start").arg(&v.service),
+        ServiceManager::Command => RemoteCommand::script(v.start_cmd.as_deref().unwrap_or("false")),
+    }
+}
+
+pub fn service_stop(v: &EtcdVars) -> RemoteCommand {
+    match v.service_manager {
+        ServiceManager::Systemd => RemoteCommand::new("systemctl").arg("stop").arg(&v.service),
+        ServiceManager::Command => RemoteCommand::script(v.stop_cmd.as_deref().unwrap_or("false")),
+    }
+}
+
+/// Exit 0 when the service runs.
+pub fn service_status(v: &EtcdVars) -> RemoteCommand {
+    match v.service_manager {
+        ServiceManager::Systemd => RemoteCommand::new("systemctl")
+            .arg("is-active")
+            .arg("--quiet")
+            .arg(&v.service),
+        ServiceManager::Command => {
+            RemoteCommand::script(v.status_cmd.as_deref().unwrap_or("false"))
+        }
+    }
+}
+
+/// The service's last log lines, where the service manager can show them.
+pub fn service_logs(v: &EtcdVars, lines: u32) -> Option<RemoteCommand> {
+    match v.service_manager {
+        ServiceManager::Systemd => Some(
+            RemoteCommand::new("journalctl")
+                .arg("-u")
+                .arg(&v.service)
+                .arg("-n")
+                .arg(lines.to_string())
+                .arg("--no-pager")
+                .arg("-o")
+                .arg("cat"),
+        ),
+        ServiceManager::Command => v
+            .logs_cmd
+            .as_deref()
+            .map(|c| RemoteCommand::script(&format!("{c} 2>&1 | tail -n {lines}"))),
+    }
+}
+
+/// `etcdctl` with the TLS flags and endpoint of this member, API version chosen.
+fn etcdctl(v: &EtcdVars, api: u8, etcdctl_path: &str) -> RemoteCommand {
+    let mut c = RemoteCommand::script(&format!("ETCDCTL_API={api}")).arg(etcdctl_path);
+    let (ep_flag, ca, cert, key) = if api == 2 {
+        ("--endpoints", "--ca-file", "--cert-file", "--key-file")
+    } else {
+        ("--endpoints", "--cacert", "--cert", "--key")
+    };
+    c = c.arg(ep_flag).arg(&v.client_url);
+    if let Some(p) = &v.cacert {
+        c = c.arg(ca).arg(p);
+    }
+    if let Some(p) = &v.cert {
+        c = c.arg(cert).arg(p);
+    }
+    if let Some(p) = &v.key {
+        c = c.arg(key).arg(p);
+    }
+    c
+}
+
+/// What the pre-flight learns about a host in one remote command.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HostFacts {
+    /// `etcd --version` of the installed binary, if it runs.
+    pub binary_version: Option<String>,
+    pub binary_mode: Option<String>,
+    pub binary_owner: Option<String>,
+    /// The saved binary of an earlier upgrade, if any, and its version.
+    pub old_binary_version: Option<String>,
+    /// A staged binary left by an interrupted run.
+    pub new_binary_present: bool,
+    pub etcdctl_version: Option<String>,
+    pub service_active: bool,
+    /// `member/snap/db` exists: the data dir holds v3 data.
+    pub has_v3_data: bool,
+    pub data_dir_exists: bool,
+    pub data_kib: u64,
+    pub backup_free_kib: Option<u64>,
+    pub user: String,
+}
+
+/// One shell script that prints `key=value` lines with every fact the pre-flight needs.
+/// It changes nothing on the host.
+pub fn probe(v: &EtcdVars) -> RemoteCommand {
+    let status = service_status(v);
+    let script = format!(
+        r#"B={b}; C={c}; D={d}; K={k}
+v() {{ "$1" --version 2>/dev/null | sed -n 's/^etcd Version: *//p' | head -n 1; }}
+echo "user=$(id -un)"
+[ -x "$B" ] && echo "binary_version=$(v "$B")" && echo "binary_stat=$(stat -c '%a %u:%g' "$B")"
+[ -x "$B.old" ] && echo "old_binary_version=$(v "$B.old")"
+[ -e "$B.new" ] && echo "new_binary_present=1"
+[ -x "$C" ] && echo "etcdctl_version=$("$C" version 2>/dev/null | sed -n 's/^etcdctl version: *//p' | head -n 1)"
+if {status} >/dev/null 2>&1; then echo service_active=1; else echo service_active=0; fi
+[ -d "$D" ] && echo data_dir_exists=1 && echo "data_kib=$(du -sk "$D" 2>/dev/null | cut -f1)"
+[ -f "$D/member/snap/db" ] && echo has_v3_data=1
+p="$K"; while [ ! -d "$p" ] && [ "$p" != / ] && [ -n "$p" ]; do p=$(dirname "$p"); done
+echo "backup_free_kib=$(df -Pk "$p" 2>/dev/null | awk 'NR==2 {{print $4}}')"
+exit 0"#,
+        b = quote(&v.binary),
+        c = quote(&v.etcdctl_binary),
+        d = quote(&v.data_dir),
+        k = quote(&v.backup_dir),
+    );
+    RemoteCommand::script(&script)
+}
+
+pub fn parse_probe(out: &str) -> HostFacts {
+    let mut f = HostFacts::default();
+    for line in out.lines() {
+        let Some((key, val)) = line.split_once('=') else {
+            continue;
+        };
+        let val = val.trim();
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        match key {
+            "user" => f.user = val.to_string(),
+            "binary_version" => f.binary_version = some(val),
+            "binary_stat" => {
+                let mut it = val.split_whitespace();
+                f.binary_mode = it.next().map(str::to_string);
+                f.binary_owner = it.next().map(str::to_string);
+            }
+            "old_binary_version" => f.old_binary_version = some(val),
+            "new_binary_present" => f.new_binary_present = val == "1",
+            "etcdctl_version" => f.etcdctl_version = some(val),
+            "service_active" => f.service_active = val == "1",
+            "data_dir_exists" => f.data_dir_exists = val == "1",
+            "data_kib" => f.data_kib = val.parse().unwrap_or(0),
+            "has_v3_data" => f.has_v3_data = val == "1",
+            "backup_free_kib" => f.backup_free_kib = val.parse().ok(),
+            _ => {}
+        }
+    }
+    f
+}
+
+/// Paths of the staged and saved binaries beside the installed one.
+pub fn staged_path(binary: &str) -> String {
+    format!("{binary}.new")
+}
+pub fn saved_path(binary: &str) -> String {
+    format!("{binary}.old")
+}
+
+/// After an upload to `tmp`: give it the installed binary's mode and owner, move it
+/// to `etcd.new`, and run it once: a wrong architecture or a broken file fails here.
+pub fn stage_installed(tmp: &str, binary: &str) -> RemoteCommand {
+    let staged = staged_path(binary);
+    let script = format!(
+        "T={t}; B={b}; N={n}; chmod --reference=\"$B\" \"$T\" && chown --reference=\"$B\" \"$T\" && mv -f \"$T\" \"$N\" && \"$N\" --version",
+        t = quote(tmp),
+        b = quote(binary),
+        n = quote(&staged),
+    );
+    RemoteCommand::script(&script)
+}
+
+/// A private temporary name beside the target, so the final rename stays on one filesystem.
+pub fn upload_tmp_path(binary: &str, run_id: &str) -> String {
+    format!("{binary}.etcdroll-{run_id}.tmp")
+}
+
+/// Swap `etcd.new` in: the running binary becomes `etcd.old` (a hard link, so the
+/// old name stays valid throughout), then an atomic rename puts the new one in place.
+pub fn swap_in(binary: &str) -> RemoteCommand {
+    let script = format!(
+        "B={b}; N={n}; O={o}; [ -e \"$N\" ] || {{ echo \"staged binary $N is missing\" >&2; exit 1; }}; \
+         rm -f \"$O\" && ln \"$B\" \"$O\" && mv -f \"$N\" \"$B\"",
+        b = quote(binary),
+        n = quote(&staged_path(binary)),
+        o = quote(&saved_path(binary)),
+    );
+    RemoteCommand::script(&script)
+}
+
+/// Put `etcd.old` back in place (keeping the failed new one as `etcd.new` for a look).
+pub fn swap_back(binary: &str) -> RemoteCommand {
+    let script = format!(
+        "B={b}; N={n}; O={o}; [ -e \"$O\" ] || {{ echo \"saved binary $O is missing\" >&2; exit 1; }}; \
+         rm -f \"$N\" && ln \"$B\" \"$N\" && mv -f \"$O\" \"$B\"",
+        b = quote(binary),
+        n = quote(&staged_path(binary)),
+        o = quote(&saved_path(binary)),
+    );
+    RemoteCommand::script(&script)
+}
+
+/// Remove a staged binary (and upload leftovers) that will not be used.
+pub fn unstage(binary: &str) -> RemoteCommand {
+    RemoteCommand::new("rm").arg("-f").arg(staged_path(binary))
+}
+
+/// The online v3 backup, taken while the member runs: `etcdctl snapshot save`.
+pub fn snapshot_save(v: &EtcdVars, dest_dir: &str) -> RemoteCommand {
+    let file = format!("{dest_dir}/snapshot.db");
+    RemoteCommand::new("mkdir")
+        .arg("-p")
+        .arg(dest_dir)
+        .raw("&&")
+        .raw(
+            etcdctl(v, 3, &v.etcdctl_binary)
+                .arg("snapshot")
+                .arg("save")
+                .arg(&file)
+                .as_str(),
+        )
+        .raw(">/dev/null")
+}
+
+/// The offline backups, taken while the member is stopped: a copy of the data dir,
+/// and for v2 data the guide's `etcdctl backup`.
+pub fn offline_backup(v: &EtcdVars, dest_dir: &str, v2_data: bool) -> RemoteCommand {
+    let mut c = RemoteCommand::new("mkdir")
+        .arg("-p")
+        .arg(dest_dir)
+        .raw("&&")
+        .arg("cp")
+        .arg("-a")
+        .arg(&v.data_dir)
+        .arg(format!("{dest_dir}/data"));
+    if v2_data {
+        c = c
+            .raw("&& ETCDCTL_API=2")
+            .arg(&v.etcdctl_binary)
+            .arg("backup")
+            .arg("--data-dir")
+            .arg(&v.data_dir)
+            .arg("--backup-dir")
+            .arg(format!("{dest_dir}/v2"))
+            .raw(">/dev/null");
+    }
+    c
+}
+
+/// Is this version's etcdctl able to run the guide's v2 `etcdctl backup`?
+pub fn etcdctl_has_v2_backup(etcdctl: Version) -> bool {
+    etcdctl < Version::new(3, 5, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_output_parses() {
+        let out = "user=root\nbinary_version=3.4.23\nbinary_stat=755 0:0\nnew_binary_present=1\n\
+                   etcdctl_version=3.4.23\nservice_active=1\ndata_dir_exists=1\ndata_kib=124\n\
+                   has_v3_data=1\nbackup_free_kib=99999\n";
+        let f = parse_probe(out);
+        assert_eq!(f.binary_version.as_deref(), Some("3.4.23"));
+        assert_eq!(f.binary_mode.as_deref(), Some("755"));
+        assert_eq!(f.binary_owner.as_deref(), Some("0:0"));
+        assert!(f.new_binary_present && f.service_active && f.has_v3_data && f.data_dir_exists);
+        assert_eq!(f.data_kib, 124);
+        assert_eq!(f.backup_free_kib, Some(99999));
+        assert_eq!(f.old_binary_version, None);
+    }
+
+    /// The probe script is plain sh: run it locally against a fake layout.
+    #[test]
+    fn probe_runs_in_sh_and_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("etcdroll-probe-{}", std::process::id()));
+        let bin = dir.join("bin dir");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(dir.join("data/member/snap")).unwrap();
+        std::fs::write(dir.join("data/member/snap/db"), b"x").unwrap();
+        let etcd = bin.join("etcd");
+        std::fs::write(&etcd, "#!/bin/sh\necho 'etcd Version: 3.4.23'\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&etcd, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let vars = EtcdVars {
+            binary: etcd.display().to_string(),
+            etcdctl_binary: bin.join("etcdctl").display().to_string(),
+            data_dir: dir.join("data").display().to_string(),
+            backup_dir: dir.join("backups/not/yet").display().to_string(),
+            service_manager: ServiceManager::Command,
+            status_cmd: Some("true".into()),
+            ..crate::inventory::EtcdVars::default()
+        };
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(probe(&vars).as_str())
+            .output()
+            .unwrap();
+        let f = parse_probe(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(f.binary_version.as_deref(), Some("3.4.23"));
+        assert!(f.has_v3_data && f.service_active && f.data_dir_exists);
+        assert!(f.backup_free_kib.unwrap_or(0) > 0);
+        assert!(!dir.join("backups").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Markers a restart script prints on stdout, one per line, as it goes.
+pub mod marker {
+    pub const STOPPING: &str = "@etcdroll stopping";
+    pub const STOPPED: &str = "@etcdroll stopped";
+    pub const BACKED_UP: &str = "@etcdroll backed_up";
+    pub const SWAPPED: &str = "@etcdroll swapped";
+    pub const STARTING: &str = "@etcdroll starting";
+    pub const STARTED: &str = "@etcdroll started";
+}
+
+/// Exit codes of a restart script, telling where it stopped.
+pub mod restart_exit {
+    /// The stop command failed; a start was attempted.
+    pub const STOP_FAILED: u32 = 10;
+    /// The offline backup failed; the old binary was started again.
+    pub const BACKUP_FAILED: u32 = 11;
+    /// The swap failed; the old binary was started again.
+    pub const SWAP_FAILED: u32 = 12;
+    /// The start command failed: the member may be down.
+    pub const START_FAILED: u32 = 13;
+}
+
+/// The member's downtime as one remote script, so it costs one round trip: stop,
+/// back up the stopped data dir, swap the binaries, start. Each step prints a
+/// marker; a failure before the swap starts the old binary again.
+pub fn restart_with_swap(
+    v: &EtcdVars,
+    swaps: &[RemoteCommand],
+    backup: Option<&RemoteCommand>,
+) -> RemoteCommand {
+    let start = service_start(v);
+    let stop = service_stop(v);
+    // SIGPIPE and SIGHUP are ignored so a dropped SSH connection never leaves the
+    // script half-way with the member stopped.
+    let mut s = format!(
+        "trap '' PIPE HUP; echo '{}'; ( {stop} ) || {{ ( {start} ); exit {}; }}; echo '{}'; ",
+        marker::STOPPING,
+        restart_exit::STOP_FAILED,
+        marker::STOPPED
+    );
+    if let Some(b) = backup {
+        s.push_str(&format!(
+            "( {b} ) || {{ ( {start} ); exit {}; }}; echo '{}'; ",
+            restart_exit::BACKUP_FAILED,
+            marker::BACKED_UP
+        ));
+    }
+    for sw in swaps {
+        s.push_str(&format!(
+            "( {sw} ) || {{ ( {start} ); exit {}; }}; ",
+            restart_exit::SWAP_FAILED
+        ));
+    }
+    if !swaps.is_empty() {
+        s.push_str(&format!("echo '{}'; ", marker::SWAPPED));
+    }
+    s.push_str(&format!(
+        "echo '{}'; ( {start} ) || exit {}; echo '{}'",
+        marker::STARTING,
+        restart_exit::START_FAILED,
+        marker::STARTED
+    ));
+    RemoteCommand::script(&s)
+}
+
+/// `etcdctl endpoint health` for this member with the v3 API; its output is parsed,
+/// never its exit code (3.0 exits 0 while printing "unhealthy").
+pub fn endpoint_health(v: &EtcdVars) -> RemoteCommand {
+    etcdctl(v, 3, &v.etcdctl_binary)
+        .arg("endpoint")
+        .arg("health")
+        .raw("2>&1")
+}
+
+/// True when `etcdctl endpoint health` output says healthy for every endpoint.
+pub fn endpoint_health_ok(out: &str) -> bool {
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("healthy")).collect();
+    !lines.is_empty()
+        && lines
+            .iter()
+            .all(|l| l.contains(" is healthy") && !l.contains("unhealthy"))
+}

@@ -1,0 +1,9 @@
+//! Everything etcdroll knows about etcd: versions and upgrade paths, its HTTP API,
+//! and the commands that probe, stop, start, back up and swap a member.
+
+pub mod client;
+pub mod commands;
+mod version;
+
+pub use client::{EtcdClient, EtcdError, Health, Member, MemberStatus, VersionInfo};
+pub use version::{upgrade_step, UpgradeStep, Version, MIN_3_5_FOR_3_6};

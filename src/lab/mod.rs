@@ -1,0 +1,913 @@
+//! The lab: real hosts on one machine. Each host is a network namespace with its own
+//! address in 198.18.0.0/15, a real OpenSSH sshd on port 22 and (for members) a real
+//! etcd member; the members form one cluster. Tests, the demo and the benchmarks
+//! share it. Needs root. Everything it makes is torn down on drop, even on panic.
+//!
+//! Addressing: a lab takes a "slot" N by creating the bridge `erbrN` (the kernel's
+//! "File exists" makes this an atomic allocator across threads and processes) and
+//! uses 198.18.N.0/24 (198.19.(N-256).0/24 beyond 255). The controller is .1 on the
+//! bridge. Behind bastions, each further network takes a slot of its own and its
+//! bridge lives inside the bastion's namespace, so only that bastion reaches it.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+const SERVICE_SCRIPT: &str = include_str!("etcd-service.sh");
+const OWNERS_DIR: &str = "/run/etcdroll-lab";
+const MAX_SLOTS: u32 = 500;
+
+#[derive(Debug, Clone)]
+pub struct LabSpec {
+    pub members: usize,
+    /// Hosts with sshd only, no etcd (for `exec` fan-out).
+    pub plain_hosts: usize,
+    /// "3.4.23", "3.5.0" or "3.5.1".
+    pub version: String,
+    /// 0, 1 or 2 jump hosts in front of the members.
+    pub bastions: usize,
+    pub enable_v2: bool,
+    pub start_etcd: bool,
+}
+
+impl Default for LabSpec {
+    fn default() -> Self {
+        LabSpec {
+            members: 3,
+            plain_hosts: 0,
+            version: "3.4.23".into(),
+            bastions: 0,
+            enable_v2: false,
+            start_etcd: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabHost {
+    pub name: String,
+    pub netns: String,
+    pub addr: Ipv4Addr,
+    pub dir: PathBuf,
+    pub etcd_binary: PathBuf,
+    pub etcdctl_binary: PathBuf,
+    pub data_dir: PathBuf,
+    pub backup_dir: PathBuf,
+    pub service_script: PathBuf,
+    pub is_member: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Lab {
+    pub id: String,
+    pub dir: PathBuf,
+    /// Slots taken (bridges `erbrN` in the root namespace reserve them).
+    pub slots: Vec<u32>,
+    pub members: Vec<LabHost>,
+    pub plain_hosts: Vec<LabHost>,
+    pub bastions: Vec<LabHost>,
+    pub client_key: PathBuf,
+    pub known_hosts: PathBuf,
+    pub version: String,
+    namespaces: Vec<String>,
+    #[serde(skip)]
+    keep: bool,
+    #[serde(skip)]
+    torn_down: bool,
+}
+
+fn run(cmd: &mut Command) -> Result<Output> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+fn ip(args: &[&str]) -> Result<Output> {
+    run(Command::new("ip").args(args))
+}
+
+fn subnet(slot: u32) -> (u8, u8) {
+    if slot < 256 {
+        (18, slot as u8)
+    } else {
+        (19, (slot - 256) as u8)
+    }
+}
+
+fn addr(slot: u32, host: u8) -> Ipv4Addr {
+    let (b, c) = subnet(slot);
+    Ipv4Addr::new(198, b, c, host)
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// One network a host can be attached to: the root bridge, or a bridge inside a bastion.
+#[derive(Clone)]
+struct Net {
+    slot: u32,
+    /// None: the bridge `erbrN` in the root namespace; Some(ns): `br0` inside ns.
+    owner: Option<String>,
+}
+
+impl Lab {
+    /// Why the lab cannot run here, if it cannot.
+    pub fn available() -> std::result::Result<(), String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("the lab needs root (network namespaces)".into());
+        }
+        for tool in [
+            "/usr/sbin/sshd",
+            "/usr/bin/ssh-keygen",
+            "/usr/bin/etcd",
+            "/usr/bin/etcdctl",
+        ] {
+            if !Path::new(tool).exists() {
+                return Err(format!("{tool} is missing (scripts/prepare installs it)"));
+            }
+        }
+        match Command::new("ip").args(["netns", "list"]).output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!(
+                "`ip netns` does not work: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Err(format!("`ip` is missing: {e}")),
+        }
+    }
+
+    /// etcd, etcdctl and (3.5+) etcdutl of a version.
+    pub fn etcd_binaries(version: &str) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
+        if version == "3.4.23" {
+            return Ok((
+                PathBuf::from("/usr/bin/etcd"),
+                PathBuf::from("/usr/bin/etcdctl"),
+                None,
+            ));
+        }
+        let cache = std::env::var_os("ETCDROLL_ETCD_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/etcd")));
+        let dir = cache.join(version);
+        let etcd = dir.join("etcd");
+        if !etcd.exists() {
+            bail!("etcd {version} is not at {}: run scripts/prepare (or scripts/test), which installs it", etcd.display());
+        }
+        let utl = dir.join("etcdutl");
+        Ok((etcd, dir.join("etcdctl"), utl.exists().then_some(utl)))
+    }
+
+    /// Create the hosts, start sshd everywhere and etcd on the members, and wait for
+    /// a healthy cluster. On failure, tears down what it made.
+    pub fn start(spec: &LabSpec) -> Result<Lab> {
+        if spec.bastions > 2 {
+            bail!("the lab supports at most 2 bastions");
+        }
+        if spec.members > 89 || spec.plain_hosts > 150 {
+            bail!("too many hosts for one /24");
+        }
+        let (etcd, etcdctl, etcdutl) = Lab::etcd_binaries(&spec.version)?;
+        reclaim_abandoned();
+        guard_lab_range()?;
+        let first = allocate_slot()?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let id = format!("lab{first}-{}-{nanos}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("etcdroll-{id}"));
+        let mut lab = Lab {
+            id: id.clone(),
+            dir: dir.clone(),
+            slots: vec![first],
+            members: Vec::new(),
+            plain_hosts: Vec::new(),
+            bastions: Vec::new(),
+            client_key: dir.join("id_ed25519"),
+            known_hosts: dir.join("known_hosts"),
+            version: spec.version.clone(),
+            namespaces: Vec::new(),
+            keep: false,
+            torn_down: false,
+        };
+        write_owner(first, &dir);
+        match lab.build(spec, &etcd, &etcdctl, etcdutl.as_deref()) {
+            Ok(()) => Ok(lab),
+            Err(e) => {
+                lab.teardown();
+                Err(e)
+            }
+        }
+    }
+
+    fn build(
+        &mut self,
+        spec: &LabSpec,
+        etcd: &Path,
+        etcdctl: &Path,
+        etcdutl: Option<&Path>,
+    ) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        set_mode(&self.dir, 0o755)?;
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "etcdroll-lab", "-f"])
+            .arg(&self.client_key))?;
+        std::fs::copy(
+            self.client_key.with_extension("pub"),
+            self.dir.join("authorized_keys"),
+        )?;
+        std::fs::create_dir_all("/run/sshd")?;
+
+        // The controller's bridge.
+        let root_slot = self.slots[0];
+        let br = format!("erbr{root_slot}");
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", addr(root_slot, 1)),
+            "dev",
+            &br,
+        ])?;
+        ip(&["link", "set", &br, "up"])?;
+        let mut net = Net {
+            slot: root_slot,
+            owner: None,
+        };
+        // Bastions: each on the current network at .2, hosting the next network.
+        for b in 0..spec.bastions {
+            let name = format!("bastion{}", b + 1);
+            let ns = format!("er{root_slot}b{}", b + 1);
+            let host = self.add_host(&name, &ns, &net, 2, false)?;
+            let inner = allocate_slot()?;
+            self.slots.push(inner);
+            ip(&["-n", &ns, "link", "add", "br0", "type", "bridge"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", addr(inner, 1)),
+                "dev",
+                "br0",
+            ])?;
+            ip(&["-n", &ns, "link", "set", "br0", "up"])?;
+            self.bastions.push(host);
+            net = Net {
+                slot: inner,
+                owner: Some(ns),
+            };
+        }
+        for i in 0..spec.members {
+            let ns = format!("er{root_slot}h{i}");
+            let h = self.add_host(&format!("m{i}"), &ns, &net, 10 + i as u8, true)?;
+            self.install_etcd(&h, etcd, etcdctl, etcdutl)?;
+            self.members.push(h);
+        }
+        for j in 0..spec.plain_hosts {
+            let ns = format!("er{root_slot}p{j}");
+            let h = self.add_host(&format!("h{j}"), &ns, &net, 100 + j as u8, false)?;
+            self.plain_hosts.push(h);
+        }
+        // known_hosts: every host's ed25519 and ecdsa keys under its address.
+        let mut kh = String::new();
+        for h in self.all_hosts() {
+            for t in ["ed25519", "ecdsa"] {
+                let pubkey = std::fs::read_to_string(h.dir.join(format!("ssh_host_{t}_key.pub")))?;
+                let mut parts = pubkey.split_whitespace();
+                let (Some(a), Some(k)) = (parts.next(), parts.next()) else {
+                    bail!("bad host key file for {}", h.name)
+                };
+                kh.push_str(&format!("{} {a} {k}\n", h.addr));
+            }
+        }
+        std::fs::write(&self.known_hosts, kh)?;
+        for h in self.all_hosts() {
+            self.wait_sshd(h)?;
+        }
+        if spec.members > 0 {
+            self.write_etcd_flags(spec)?;
+            if spec.start_etcd {
+                for m in &self.members {
+                    self.service(m, "start")?;
+                }
+                self.wait_cluster_healthy(Duration::from_secs(30))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn all_hosts(&self) -> impl Iterator<Item = &LabHost> {
+        self.bastions
+            .iter()
+            .chain(&self.members)
+            .chain(&self.plain_hosts)
+    }
+
+    /// A namespace on `net` at `.last`, with sshd running.
+    fn add_host(
+        &mut self,
+        name: &str,
+        ns: &str,
+        net: &Net,
+        last: u8,
+        is_member: bool,
+    ) -> Result<LabHost> {
+        ip(&["netns", "add", ns])?;
+        self.namespaces.push(ns.to_string());
+        let veth = format!("{ns}v");
+        // A veth of a lab whose namespace outlived it (a process still held it) would
+        // block the name: remove it first.
+        let _ = Command::new("ip").args(["link", "del", &veth]).output();
+        ip(&[
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ])?;
+        match &net.owner {
+            None => ip(&[
+                "link",
+                "set",
+                &veth,
+                "master",
+                &format!("erbr{}", net.slot),
+                "up",
+            ])?,
+            Some(owner) => {
+                ip(&["link", "set", &veth, "netns", owner])?;
+                ip(&["-n", owner, "link", "set", &veth, "master", "br0", "up"])?
+            }
+        };
+        let a = addr(net.slot, last);
+        ip(&["-n", ns, "addr", "add", &format!("{a}/24"), "dev", "eth0"])?;
+        ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(dir.join("bin"))?;
+        std::fs::create_dir_all(dir.join("backup"))?;
+        set_mode(&dir, 0o755)?;
+        for t in ["ed25519", "ecdsa"] {
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", t, "-N", "", "-C", name, "-f"])
+                .arg(dir.join(format!("ssh_host_{t}_key"))))?;
+        }
+        let config = format!(
+            "ListenAddress {a}:22\nListenAddress 127.0.0.1:22\nHostKey {d}/ssh_host_ed25519_key\nHostKey {d}/ssh_host_ecdsa_key\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+             StrictModes no\nAuthorizedKeysFile {auth} .ssh/authorized_keys\nPidFile {d}/sshd.pid\nLogLevel ERROR\n\
+             MaxStartups 200\nMaxSessions 100\nSubsystem sftp internal-sftp\nAllowTcpForwarding yes\nPermitTunnel no\n",
+            d = dir.display(),
+            auth = self.dir.join("authorized_keys").display()
+        );
+        std::fs::write(dir.join("sshd_config"), config)?;
+        run(Command::new("ip")
+            .args(["netns", "exec", ns, "/usr/sbin/sshd", "-f"])
+            .arg(dir.join("sshd_config")))?;
+        Ok(LabHost {
+            name: name.to_string(),
+            netns: ns.to_string(),
+            addr: a,
+            etcd_binary: dir.join("bin/etcd"),
+            etcdctl_binary: dir.join("bin/etcdctl"),
+            data_dir: dir.join("data"),
+            backup_dir: dir.join("backup"),
+            service_script: dir.join("etcd-service"),
+            dir,
+            is_member,
+        })
+    }
+
+    fn install_etcd(
+        &self,
+        h: &LabHost,
+        etcd: &Path,
+        etcdctl: &Path,
+        etcdutl: Option<&Path>,
+    ) -> Result<()> {
+        std::fs::copy(etcd, &h.etcd_binary)?;
+        std::fs::copy(etcdctl, &h.etcdctl_binary)?;
+        if let Some(u) = etcdutl {
+            std::fs::copy(u, h.dir.join("bin/etcdutl"))?;
+        }
+        for b in [&h.etcd_binary, &h.etcdctl_binary] {
+            set_mode(b, 0o755)?;
+        }
+        std::fs::create_dir_all(&h.data_dir)?;
+        set_mode(&h.data_dir, 0o700)?;
+        std::fs::write(&h.service_script, SERVICE_SCRIPT)?;
+        set_mode(&h.service_script, 0o755)?;
+        Ok(())
+    }
+
+    fn write_etcd_flags(&self, spec: &LabSpec) -> Result<()> {
+        let cluster: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://{}:2380", m.name, m.addr))
+            .collect();
+        for m in &self.members {
+            let mut flags = vec![
+                "--name".to_string(),
+                m.name.clone(),
+                "--data-dir".into(),
+                m.data_dir.display().to_string(),
+                "--listen-client-urls".into(),
+                format!("http://{}:2379,http://127.0.0.1:2379", m.addr),
+                "--advertise-client-urls".into(),
+                format!("http://{}:2379", m.addr),
+                "--listen-peer-urls".into(),
+                format!("http://{}:2380", m.addr),
+                "--initial-advertise-peer-urls".into(),
+                format!("http://{}:2380", m.addr),
+                "--initial-cluster".into(),
+                cluster.join(","),
+                "--initial-cluster-state".into(),
+                "new".into(),
+                "--initial-cluster-token".into(),
+                self.id.clone(),
+            ];
+            if spec.enable_v2 {
+                flags.push("--enable-v2".into());
+            }
+            let line: Vec<String> = flags
+                .iter()
+                .map(|f| {
+                    shlex::try_quote(f)
+                        .map(|q| q.into_owned())
+                        .unwrap_or_default()
+                })
+                .collect();
+            std::fs::write(m.dir.join("etcd.flags"), line.join(" ") + "\n")?;
+        }
+        Ok(())
+    }
+
+    fn wait_sshd(&self, h: &LabHost) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let probe = format!("exec 3<>/dev/tcp/{}/22", h.addr);
+        loop {
+            let ok = Command::new("ip")
+                .args(["netns", "exec", &h.netns, "bash", "-c", &probe])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("sshd on {} ({}) did not start listening", h.name, h.addr);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait until every member reports healthy (asked from the first member's namespace).
+    pub fn wait_cluster_healthy(&self, limit: Duration) -> Result<()> {
+        let Some(m0) = self.members.first() else {
+            return Ok(());
+        };
+        let eps: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("http://{}:2379", m.addr))
+            .collect();
+        let deadline = Instant::now() + limit;
+        loop {
+            let out = self.run_in(
+                m0,
+                &format!(
+                    "ETCDCTL_API=3 {} --endpoints {} --dial-timeout 1s --command-timeout 2s endpoint health",
+                    m0.etcdctl_binary.display(),
+                    eps.join(",")
+                ),
+            )?;
+            if out.status.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the lab's etcd cluster did not become healthy: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn run_in(&self, host: &LabHost, script: &str) -> Result<Output> {
+        Command::new("ip")
+            .args(["netns", "exec", &host.netns, "sh", "-c", script])
+            .output()
+            .with_context(|| format!("running in {}", host.name))
+    }
+
+    pub fn service(&self, host: &LabHost, action: &str) -> Result<Output> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &host.netns])
+            .arg(&host.service_script)
+            .arg(action)
+            .output()?;
+        Ok(out)
+    }
+
+    /// `etcdctl` (v3 API) on a member, with that member's current etcdctl.
+    pub fn etcdctl(&self, host: &LabHost, args: &[&str]) -> Result<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &host.netns])
+            .arg(&host.etcdctl_binary)
+            .args(["--endpoints", "http://127.0.0.1:2379"])
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .output()?;
+        if !out.status.success() {
+            return Err(anyhow!(
+                "etcdctl {args:?} on {} failed: {}",
+                host.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn member_client_url(&self, host: &LabHost) -> String {
+        format!("http://{}:2379", host.addr)
+    }
+
+    pub fn stop_sshd(&self, host: &LabHost) -> Result<()> {
+        let pid = std::fs::read_to_string(host.dir.join("sshd.pid"))?;
+        let pid: i32 = pid.trim().parse()?;
+        // SAFETY: sending SIGTERM to a pid we started.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pid_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// The lab as an Ansible YAML inventory: members in group `etcd`, plain hosts in
+    /// group `hosts`, jump hosts (if any) in `etcdroll_jump`.
+    pub fn write_inventory(&self, path: &Path) -> Result<()> {
+        let mut y = String::from("all:\n  vars:\n    ansible_user: root\n");
+        y.push_str(&format!(
+            "    ansible_ssh_private_key_file: {}\n",
+            self.client_key.display()
+        ));
+        y.push_str(&format!(
+            "    etcdroll_known_hosts: {}\n",
+            self.known_hosts.display()
+        ));
+        if !self.bastions.is_empty() {
+            let hops: Vec<String> = self
+                .bastions
+                .iter()
+                .map(|b| format!("root@{}", b.addr))
+                .collect();
+            y.push_str(&format!("    etcdroll_jump: {}\n", hops.join(",")));
+        }
+        y.push_str("  children:\n");
+        if !self.members.is_empty() {
+            y.push_str("    etcd:\n      hosts:\n");
+            for m in &self.members {
+                let d = m.dir.display();
+                y.push_str(&format!(
+                    "        {name}:\n          ansible_host: {addr}\n          etcd_binary: {d}/bin/etcd\n          \
+                     etcdctl_binary: {d}/bin/etcdctl\n          etcd_data_dir: {d}/data\n          \
+                     etcd_backup_dir: {d}/backup\n          etcd_client_url: http://127.0.0.1:2379\n          \
+                     etcd_service_manager: command\n          etcd_start_cmd: {d}/etcd-service start\n          \
+                     etcd_stop_cmd: {d}/etcd-service stop\n          etcd_status_cmd: {d}/etcd-service status\n          \
+                     etcd_logs_cmd: {d}/etcd-service logs\n",
+                    name = m.name,
+                    addr = m.addr,
+                ));
+            }
+        }
+        if !self.plain_hosts.is_empty() {
+            y.push_str("    hosts:\n      hosts:\n");
+            for h in &self.plain_hosts {
+                y.push_str(&format!(
+                    "        {}:\n          ansible_host: {}\n",
+                    h.name, h.addr
+                ));
+            }
+        }
+        std::fs::write(path, y)?;
+        Ok(())
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        std::fs::write(path, serde_json::to_string_pretty(self)?)?;
+        Ok(())
+    }
+
+    pub fn load(path: &Path) -> Result<Lab> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// Keep the lab running after this value is dropped (the demo's `up`).
+    pub fn persist(mut self) -> Lab {
+        self.keep = true;
+        // The owner record points at no live process now; mark it kept.
+        for s in &self.slots {
+            let _ = std::fs::write(
+                Path::new(OWNERS_DIR).join(format!("slot-{s}.json")),
+                format!(
+                    "{{\"pid\":0,\"dir\":{:?},\"kept\":true}}",
+                    self.dir.display().to_string()
+                ),
+            );
+        }
+        self
+    }
+
+    /// Remove every namespace, link, process and file the lab made. Idempotent.
+    pub fn teardown(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        self.torn_down = true;
+        // Members first, bastions (which hold the inner bridges) last.
+        for ns in self.namespaces.iter().rev() {
+            kill_namespace(ns);
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("{ns}v")])
+                .output();
+        }
+        for s in &self.slots {
+            let _ = Command::new("ip")
+                .args(["link", "del", &format!("erbr{s}")])
+                .output();
+            let _ = std::fs::remove_file(Path::new(OWNERS_DIR).join(format!("slot-{s}.json")));
+        }
+        if std::env::var_os("ETCDROLL_LAB_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.teardown();
+        }
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn kill_namespace(ns: &str) {
+    for _ in 0..3 {
+        let pids = Command::new("ip").args(["netns", "pids", ns]).output();
+        let Ok(out) = pids else { break };
+        let list: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if list.is_empty() {
+            break;
+        }
+        for pid in list {
+            // SAFETY: killing processes that live in our own lab namespace.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("ip").args(["netns", "del", ns]).output();
+}
+
+/// Lab addresses never leave the machine: in the root namespace, 198.18.0.0/15 is
+/// unreachable except through a lab's own bridge (a more specific /24 route), so
+/// a packet for a hidden or absent lab host fails here instead of taking the
+/// default route out.
+fn guard_lab_range() -> Result<()> {
+    let out = Command::new("ip")
+        .args(["route", "replace", "unreachable", "198.18.0.0/15"])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "cannot install the unreachable route for 198.18.0.0/15: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Take the first free slot by creating its bridge.
+fn allocate_slot() -> Result<u32> {
+    for n in 0..MAX_SLOTS {
+        let out = Command::new("ip")
+            .args(["link", "add", &format!("erbr{n}"), "type", "bridge"])
+            .output()?;
+        if out.status.success() {
+            return Ok(n);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !err.contains("File exists") {
+            bail!("cannot create a bridge: {}", err.trim());
+        }
+    }
+    bail!("no free lab slot (all {MAX_SLOTS} bridges erbrN exist)")
+}
+
+fn write_owner(slot: u32, dir: &Path) {
+    let _ = std::fs::create_dir_all(OWNERS_DIR);
+    let _ = std::fs::write(
+        Path::new(OWNERS_DIR).join(format!("slot-{slot}.json")),
+        format!(
+            "{{\"pid\":{},\"dir\":{:?}}}",
+            std::process::id(),
+            dir.display().to_string()
+        ),
+    );
+}
+
+/// Tear down labs whose owning process died without cleaning up (a killed test run).
+fn reclaim_abandoned() {
+    let Ok(entries) = std::fs::read_dir(OWNERS_DIR) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(slot) = name
+            .strip_prefix("slot-")
+            .and_then(|s| s.strip_suffix(".json"))
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if v["kept"] == true {
+            continue;
+        }
+        let pid = v["pid"].as_i64().unwrap_or(0) as i32;
+        if pid_alive(pid) {
+            continue;
+        }
+        // Its namespaces are named after the first slot: er{slot}...
+        if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+            let prefix = format!("er{slot}");
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let ns = line.split_whitespace().next().unwrap_or("");
+                let rest = ns.strip_prefix(&prefix).unwrap_or("");
+                if rest.starts_with(['h', 'b', 'p'])
+                    && rest[1..].chars().all(|c| c.is_ascii_digit())
+                {
+                    kill_namespace(ns);
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("erbr{slot}")])
+            .output();
+        if let Some(d) = v["dir"].as_str() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        let _ = std::fs::remove_file(e.path());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skip() -> bool {
+        if let Err(why) = Lab::available() {
+            eprintln!("\n!!!!! LAB TEST SKIPPED: {why} !!!!!\n");
+            return true;
+        }
+        false
+    }
+
+    fn netns_list() -> String {
+        String::from_utf8_lossy(
+            &Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned()
+    }
+
+    #[test]
+    fn a_lab_starts_serves_ssh_and_etcd_and_tears_down() {
+        if skip() {
+            return;
+        }
+        let lab = Lab::start(&LabSpec::default()).unwrap();
+        let m1 = &lab.members[1];
+        let out = Command::new("ssh")
+            .arg("-i")
+            .arg(&lab.client_key)
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", lab.known_hosts.display()))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-F",
+                "/dev/null",
+            ])
+            .arg(format!("root@{}", m1.addr))
+            .arg("ip -4 -o addr show dev eth0")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("inet {}/", m1.addr)),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(lab.etcdctl(m1, &["endpoint", "health"]).is_ok());
+
+        // The service script: stop, status, start.
+        let t0 = Instant::now();
+        let st = lab.service(m1, "stop").unwrap();
+        assert!(st.status.success());
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "a follower stops quickly"
+        );
+        let st = lab.service(m1, "status").unwrap();
+        assert_eq!(st.status.code(), Some(3));
+        assert!(lab
+            .etcdctl(m1, &["endpoint", "health", "--dial-timeout", "500ms"])
+            .is_err());
+        lab.service(m1, "start").unwrap();
+        lab.wait_cluster_healthy(Duration::from_secs(20)).unwrap();
+
+        let names: Vec<String> = lab.members.iter().map(|m| m.netns.clone()).collect();
+        let slot = lab.slots[0];
+        drop(lab);
+        let list = netns_list();
+        for n in names {
+            assert!(!list.contains(&n), "{n} still exists");
+        }
+        assert!(!Command::new("ip")
+            .args(["link", "show", &format!("erbr{slot}")])
+            .output()
+            .unwrap()
+            .status
+            .success());
+    }
+
+    #[test]
+    fn a_bastion_lab_hides_the_members_and_a_panic_still_tears_down() {
+        if skip() {
+            return;
+        }
+        let result = std::panic::catch_unwind(|| {
+            let lab = Lab::start(&LabSpec {
+                bastions: 1,
+                members: 1,
+                ..LabSpec::default()
+            })
+            .unwrap();
+            let m = &lab.members[0];
+            let direct = std::net::TcpStream::connect_timeout(
+                &(m.addr, 22).into(),
+                Duration::from_millis(500),
+            );
+            assert!(direct.is_err(), "a member must not be reachable directly");
+            let b = &lab.bastions[0];
+            let reach = lab
+                .run_in(b, &format!("bash -c 'exec 3<>/dev/tcp/{}/22'", m.addr))
+                .unwrap();
+            assert!(reach.status.success(), "the bastion reaches the member");
+            let ns = m.netns.clone();
+            std::fs::write(std::env::temp_dir().join("etcdroll-lab-panic-ns"), &ns).unwrap();
+            panic!("deliberate");
+        });
+        assert!(result.is_err());
+        let ns =
+            std::fs::read_to_string(std::env::temp_dir().join("etcdroll-lab-panic-ns")).unwrap();
+        assert!(!netns_list().contains(&ns), "{ns} survived the panic");
+    }
+}

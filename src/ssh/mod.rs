@@ -1,0 +1,914 @@
+//! SSH, in one place: connecting (directly or through jump hosts), host key checks,
+//! authentication, and the three things the rest of etcdroll does with a host:
+//! run a command, upload a file, open a tunnel. Nothing outside this module touches russh.
+
+pub mod command;
+pub mod known_hosts;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::{self, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
+use russh::ChannelMsg;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+pub use command::{quote, RemoteCommand};
+use known_hosts::{HostKeyStatus, KnownHosts};
+
+/// A bidirectional byte stream to `host:port` as seen from the remote host.
+pub type TunnelStream = russh::ChannelStream<client::Msg>;
+
+/// Limits and policies shared by every connection of a run.
+#[derive(Clone, Debug)]
+pub struct SshOptions {
+    pub connect_timeout: Duration,
+    pub auth_timeout: Duration,
+    pub keepalive_interval: Duration,
+    /// Files searched in addition to each host's own and the defaults.
+    pub known_hosts_files: Vec<PathBuf>,
+    /// Record unknown host keys instead of refusing them (changed keys are always refused).
+    pub accept_new_host_keys: bool,
+    /// Key files tried before the agent, for every host.
+    pub identity_files: Vec<PathBuf>,
+    pub use_agent: bool,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        SshOptions {
+            connect_timeout: Duration::from_secs(10),
+            auth_timeout: Duration::from_secs(15),
+            keepalive_interval: Duration::from_secs(10),
+            known_hosts_files: Vec::new(),
+            accept_new_host_keys: false,
+            identity_files: Vec::new(),
+            use_agent: true,
+        }
+    }
+}
+
+/// One SSH server to reach: the host itself or a jump host on the way.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// The name used in messages (the inventory name).
+    pub label: String,
+    /// Address or DNS name to connect to (and to look up in known_hosts).
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+    /// Jump hosts, outermost first (ProxyJump order).
+    pub jumps: Vec<Endpoint>,
+}
+
+impl Endpoint {
+    /// `user@host:port` as OpenSSH would print it.
+    pub fn display_addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("{}@[{}]:{}", self.user, self.host, self.port)
+        } else {
+            format!("{}@{}:{}", self.user, self.host, self.port)
+        }
+    }
+}
+
+/// Parse a ProxyJump value (`[user@]host[:port][,...]`) into jump endpoints.
+/// Hops inherit the default user, key and known_hosts file given.
+pub fn parse_jumps(
+    spec: &str,
+    default_user: &str,
+    identity_file: Option<&Path>,
+    known_hosts_file: Option<&Path>,
+) -> Result<Vec<Endpoint>, String> {
+    let mut hops = Vec::new();
+    for hop in spec.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let hop = hop.strip_prefix("ssh://").unwrap_or(hop);
+        let (user, rest) = match hop.rsplit_once('@') {
+            Some((u, r)) => (u.to_string(), r),
+            None => (default_user.to_string(), hop),
+        };
+        let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+            let (h, after) = r
+                .split_once(']')
+                .ok_or_else(|| format!("jump host {hop:?}: unclosed '['"))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => parse_port(p, hop)?,
+                None => 22,
+            };
+            (h.to_string(), port)
+        } else if rest.matches(':').count() == 1 {
+            let (h, p) = rest.split_once(':').unwrap_or((rest, "22"));
+            (h.to_string(), parse_port(p, hop)?)
+        } else {
+            (rest.to_string(), 22)
+        };
+        if host.is_empty() {
+            return Err(format!("jump host {hop:?} has no host name"));
+        }
+        hops.push(Endpoint {
+            label: host.clone(),
+            host,
+            port,
+            user,
+            identity_file: identity_file.map(Path::to_path_buf),
+            known_hosts_file: known_hosts_file.map(Path::to_path_buf),
+            jumps: Vec::new(),
+        });
+    }
+    Ok(hops)
+}
+
+fn parse_port(p: &str, hop: &str) -> Result<u16, String> {
+    p.parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("jump host {hop:?}: port {p:?} is not a port number"))
+}
+
+/// Everything that can go wrong talking to a host, each naming the host.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("{host}: cannot reach {addr}: {reason}")]
+    Unreachable {
+        host: String,
+        addr: String,
+        reason: String,
+    },
+    #[error("{host}: host key check failed: {reason}")]
+    HostKey { host: String, reason: String },
+    #[error("{host}: authentication as {user} failed: {reason}")]
+    Auth {
+        host: String,
+        user: String,
+        reason: String,
+    },
+    #[error("{host}: {step} timed out after {}", humantime::format_duration(*limit))]
+    Timeout {
+        host: String,
+        step: String,
+        limit: Duration,
+    },
+    #[error("{host}: {step}: {reason}")]
+    Channel {
+        host: String,
+        step: String,
+        reason: String,
+    },
+}
+
+impl SshError {
+    /// True when the host could not be logged into at all (Ansible's "unreachable").
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            SshError::Unreachable { .. } | SshError::HostKey { .. } | SshError::Auth { .. }
+        )
+    }
+}
+
+/// The outcome of one remote command.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOutput {
+    pub exit_status: Option<u32>,
+    pub exit_signal: Option<String>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.exit_status == Some(0)
+    }
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+    /// "exit 3" / "killed by TERM" / "no exit status", for messages.
+    pub fn describe_exit(&self) -> String {
+        match (&self.exit_status, &self.exit_signal) {
+            (Some(s), _) => format!("exit {s}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            (None, None) => "no exit status".to_string(),
+        }
+    }
+    /// The last non-empty line of stderr (or stdout), for one-line error messages.
+    pub fn last_error_line(&self) -> String {
+        let pick = |b: &[u8]| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim().to_string())
+        };
+        pick(&self.stderr)
+            .or_else(|| pick(&self.stdout))
+            .unwrap_or_default()
+    }
+}
+
+/// A file to upload, read and hashed once however many hosts receive it.
+pub struct Payload {
+    pub bytes: bytes::Bytes,
+    pub sha256: String,
+}
+
+impl Payload {
+    pub fn read(path: &Path) -> std::io::Result<Payload> {
+        let bytes = std::fs::read(path)?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        Ok(Payload {
+            bytes: bytes.into(),
+            sha256,
+        })
+    }
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// Opens sessions; shares decrypted keys and jump-host connections between them.
+pub struct Connector {
+    opts: SshOptions,
+    keys: tokio::sync::Mutex<HashMap<PathBuf, Arc<PrivateKey>>>,
+    jump_sessions: tokio::sync::Mutex<HashMap<Endpoint, Arc<Session>>>,
+    known_hosts_write: Arc<Mutex<()>>,
+}
+
+impl Connector {
+    pub fn new(opts: SshOptions) -> Self {
+        Connector {
+            opts,
+            keys: Default::default(),
+            jump_sessions: Default::default(),
+            known_hosts_write: Arc::new(Mutex::new(())),
+        }
+    }
+
+    pub fn options(&self) -> &SshOptions {
+        &self.opts
+    }
+
+    /// Connect and authenticate, through the endpoint's jump hosts if any. Jump
+    /// connections are opened once and shared by every host behind them.
+    pub async fn connect(&self, ep: &Endpoint) -> Result<Session, SshError> {
+        let mut via: Option<Arc<Session>> = None;
+        for (i, hop) in ep.jumps.iter().enumerate() {
+            // A hop's identity is the chain that leads to it, so equal chains share.
+            let mut key = hop.clone();
+            key.jumps = ep.jumps[..i].to_vec();
+            let mut cache = self.jump_sessions.lock().await;
+            let session = match cache.get(&key) {
+                Some(s) if !s.handle.is_closed() => s.clone(),
+                _ => {
+                    let s = Arc::new(
+                        self.connect_one(hop, via.clone())
+                            .await
+                            .map_err(|e| in_jump(e, &ep.label))?,
+                    );
+                    cache.insert(key, s.clone());
+                    s
+                }
+            };
+            via = Some(session);
+        }
+        self.connect_one(ep, via).await
+    }
+
+    async fn connect_one(
+        &self,
+        ep: &Endpoint,
+        via: Option<Arc<Session>>,
+    ) -> Result<Session, SshError> {
+        let mut kh_paths: Vec<PathBuf> = ep.known_hosts_file.iter().cloned().collect();
+        kh_paths.extend(self.opts.known_hosts_files.iter().cloned());
+        kh_paths.extend(known_hosts::default_paths());
+        let known = KnownHosts::load(&kh_paths).map_err(|e| SshError::HostKey {
+            host: ep.label.clone(),
+            reason: e.to_string(),
+        })?;
+        let append_to = kh_paths
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("known_hosts"));
+
+        let mut config = client::Config {
+            nodelay: true,
+            keepalive_interval: Some(self.opts.keepalive_interval),
+            keepalive_max: 3,
+            ..Default::default()
+        };
+        // Negotiate a host key type that known_hosts holds, or the check would see
+        // an "unknown" ed25519 key when only an ecdsa one is recorded.
+        let recorded = known.known_algorithms(&ep.host, ep.port);
+        if !recorded.is_empty() {
+            config.preferred.key = preferred_host_key_algorithms(&recorded).into();
+        }
+        let verdict = Arc::new(Mutex::new(None));
+        let handler = HostKeyCheck {
+            label: ep.label.clone(),
+            host: ep.host.clone(),
+            port: ep.port,
+            known,
+            accept_new: self.opts.accept_new_host_keys,
+            append_to,
+            write_lock: self.known_hosts_write.clone(),
+            verdict: verdict.clone(),
+        };
+        let config = Arc::new(config);
+        let addr = ep.display_addr();
+        let unreachable = |reason: String| SshError::Unreachable {
+            host: ep.label.clone(),
+            addr: addr.clone(),
+            reason,
+        };
+        let limit = self.opts.connect_timeout;
+        let connecting = async {
+            match &via {
+                None => {
+                    let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
+                        .await
+                        .map_err(|e| unreachable(e.to_string()))?;
+                    let _ = tcp.set_nodelay(true);
+                    client::connect_stream(config, tcp, handler).await
+                }
+                Some(jump) => {
+                    let stream = jump
+                        .handle
+                        .channel_open_direct_tcpip(ep.host.clone(), ep.port as u32, "127.0.0.1", 0)
+                        .await
+                        .map_err(|e| {
+                            unreachable(format!("jump host {} could not connect: {e}", jump.label))
+                        })?
+                        .into_stream();
+                    client::connect_stream(config, stream, handler).await
+                }
+            }
+            .map_err(|e| {
+                if let Some(reason) = verdict.lock().ok().and_then(|mut v| v.take()) {
+                    SshError::HostKey {
+                        host: ep.label.clone(),
+                        reason,
+                    }
+                } else {
+                    unreachable(format!("SSH handshake failed: {e}"))
+                }
+            })
+        };
+        let mut handle = tokio::time::timeout(limit, connecting)
+            .await
+            .map_err(|_| {
+                unreachable(format!(
+                    "no SSH answer within {}",
+                    humantime::format_duration(limit)
+                ))
+            })??;
+
+        let auth_limit = self.opts.auth_timeout;
+        tokio::time::timeout(auth_limit, self.authenticate(&mut handle, ep))
+            .await
+            .map_err(|_| SshError::Timeout {
+                host: ep.label.clone(),
+                step: format!("authentication as {}", ep.user),
+                limit: auth_limit,
+            })??;
+        Ok(Session {
+            label: ep.label.clone(),
+            handle,
+            _via: via,
+        })
+    }
+
+    /// Key files first (the host's, then the command line's, then the defaults),
+    /// with the agent's keys tried before the defaults, as OpenSSH does.
+    async fn authenticate(
+        &self,
+        handle: &mut Handle<HostKeyCheck>,
+        ep: &Endpoint,
+    ) -> Result<(), SshError> {
+        let auth_err = |reason: String| SshError::Auth {
+            host: ep.label.clone(),
+            user: ep.user.clone(),
+            reason,
+        };
+        let rsa_hash: Option<HashAlg> = handle
+            .best_supported_rsa_hash()
+            .await
+            .map_err(|e| auth_err(e.to_string()))?
+            .flatten();
+        let mut tried: Vec<String> = Vec::new();
+
+        let explicit: Vec<PathBuf> = ep
+            .identity_file
+            .iter()
+            .chain(self.opts.identity_files.iter())
+            .cloned()
+            .collect();
+        for path in &explicit {
+            let key = self.load_key(path).await.map_err(&auth_err)?;
+            if try_key(handle, &ep.user, key, rsa_hash)
+                .await
+                .map_err(|e| auth_err(e.to_string()))?
+            {
+                return Ok(());
+            }
+            tried.push(path.display().to_string());
+        }
+
+        if self.opts.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+            match keys::agent::client::AgentClient::connect_env().await {
+                Ok(mut agent) => {
+                    let ids = agent.request_identities().await.unwrap_or_default();
+                    for id in ids {
+                        if let keys::agent::AgentIdentity::PublicKey { key, comment } = id {
+                            let hash = if key.algorithm().is_rsa() {
+                                rsa_hash
+                            } else {
+                                None
+                            };
+                            match handle
+                                .authenticate_publickey_with(&ep.user, key, hash, &mut agent)
+                                .await
+                            {
+                                Ok(r) if r.success() => return Ok(()),
+                                _ => tried.push(format!("agent key {comment}")),
+                            }
+                        }
+                    }
+                }
+                Err(e) => tried.push(format!("ssh-agent (unusable: {e})")),
+            }
+        }
+
+        if explicit.is_empty() {
+            if let Some(home) = std::env::var_os("HOME") {
+                for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+                    let path = Path::new(&home).join(".ssh").join(name);
+                    if !path.exists() {
+                        continue;
+                    }
+                    let key = match self.load_key(&path).await {
+                        Ok(k) => k,
+                        Err(e) => {
+                            tried.push(format!("{} ({e})", path.display()));
+                            continue;
+                        }
+                    };
+                    if try_key(handle, &ep.user, key, rsa_hash)
+                        .await
+                        .map_err(|e| auth_err(e.to_string()))?
+                    {
+                        return Ok(());
+                    }
+                    tried.push(path.display().to_string());
+                }
+            }
+        }
+        Err(auth_err(if tried.is_empty() {
+            "no key to try: give ansible_ssh_private_key_file, --private-key, or load a key into ssh-agent"
+                .to_string()
+        } else {
+            format!("the server refused every key tried: {}", tried.join(", "))
+        }))
+    }
+
+    /// Load (and decrypt once per run) a private key file.
+    async fn load_key(&self, path: &Path) -> Result<Arc<PrivateKey>, String> {
+        let mut cache = self.keys.lock().await;
+        if let Some(k) = cache.get(path) {
+            return Ok(k.clone());
+        }
+        let key = match keys::load_secret_key(path, None) {
+            Ok(k) => k,
+            Err(keys::Error::KeyIsEncrypted) => {
+                let pass = passphrase_for(path)?;
+                keys::load_secret_key(path, Some(&pass))
+                    .map_err(|e| format!("cannot decrypt key {}: {e}", path.display()))?
+            }
+            Err(e) => return Err(format!("cannot read key {}: {e}", path.display())),
+        };
+        let key = Arc::new(key);
+        cache.insert(path.to_path_buf(), key.clone());
+        Ok(key)
+    }
+}
+
+fn in_jump(e: SshError, behind: &str) -> SshError {
+    match e {
+        SshError::Unreachable { host, addr, reason } => SshError::Unreachable {
+            host: behind.to_string(),
+            addr,
+            reason: format!("jump host {host}: {reason}"),
+        },
+        SshError::HostKey { host, reason } => SshError::HostKey {
+            host: behind.to_string(),
+            reason: format!("jump host {host}: {reason}"),
+        },
+        SshError::Auth { host, user, reason } => SshError::Auth {
+            host: behind.to_string(),
+            user,
+            reason: format!("jump host {host}: {reason}"),
+        },
+        other => other,
+    }
+}
+
+async fn try_key(
+    handle: &mut Handle<HostKeyCheck>,
+    user: &str,
+    key: Arc<PrivateKey>,
+    rsa_hash: Option<HashAlg>,
+) -> Result<bool, russh::Error> {
+    let r = handle
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, rsa_hash))
+        .await?;
+    Ok(r.success())
+}
+
+/// The passphrase of an encrypted key: from `ETCDROLL_KEY_PASSPHRASE` for automation,
+/// else asked on the terminal.
+fn passphrase_for(path: &Path) -> Result<String, String> {
+    if let Ok(p) = std::env::var("ETCDROLL_KEY_PASSPHRASE") {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(format!(
+            "key {} is encrypted: set ETCDROLL_KEY_PASSPHRASE, load it into ssh-agent, or run on a terminal",
+            path.display()
+        ));
+    }
+    rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
+        .map_err(|e| format!("cannot read passphrase: {e}"))
+}
+
+fn preferred_host_key_algorithms(recorded: &[String]) -> Vec<keys::Algorithm> {
+    let mut out: Vec<keys::Algorithm> = Vec::new();
+    for name in recorded {
+        let names: &[&str] = if name == "ssh-rsa" {
+            &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+        } else {
+            &[name.as_str()]
+        };
+        for n in names {
+            if let Ok(a) = n.parse::<keys::Algorithm>() {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    for a in russh::Preferred::default().key.iter() {
+        if !out.contains(a) {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// russh's client handler: checks the server's host key against known_hosts.
+struct HostKeyCheck {
+    label: String,
+    host: String,
+    port: u16,
+    known: KnownHosts,
+    accept_new: bool,
+    append_to: PathBuf,
+    write_lock: Arc<Mutex<()>>,
+    /// Why a key was refused, for the error message.
+    verdict: Arc<Mutex<Option<String>>>,
+}
+
+impl HostKeyCheck {
+    fn refuse(&self, reason: String) -> Result<bool, russh::Error> {
+        if let Ok(mut v) = self.verdict.lock() {
+            *v = Some(reason);
+        }
+        Ok(false)
+    }
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return self.refuse(
+                "the server offered a host certificate; etcdroll checks plain host keys only"
+                    .into(),
+            );
+        };
+        let openssh = key
+            .to_openssh()
+            .map_err(|e| russh::Error::from(keys::Error::from(e)))?;
+        let mut parts = openssh.split_whitespace();
+        let (algo, blob) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let fp = known_hosts::fingerprint_sha256(blob);
+        let name = known_hosts::lookup_name(&self.host, self.port);
+        match self.known.check(&self.host, self.port, algo, blob) {
+            HostKeyStatus::Known { .. } => Ok(true),
+            HostKeyStatus::Revoked { file, line } => self.refuse(format!(
+                "the {algo} key {fp} of {name} is marked @revoked in {}:{line}",
+                file.display()
+            )),
+            HostKeyStatus::Changed {
+                file,
+                line,
+                expected_fingerprint,
+            } => self.refuse(format!(
+                "HOST KEY CHANGED for {name}: it offered {algo} {fp}, but {}:{line} records {expected_fingerprint}. \
+                 This may be an attack or a reinstalled host; verify it, then fix that line (ssh-keygen -R {name})",
+                file.display()
+            )),
+            HostKeyStatus::Unknown | HostKeyStatus::OtherTypesKnown { .. } if self.accept_new => {
+                let _guard = self.write_lock.lock();
+                known_hosts::append(&self.append_to, &self.host, self.port, algo, blob).map_err(|e| {
+                    russh::Error::IO(std::io::Error::other(format!(
+                        "cannot record host key in {}: {e}",
+                        self.append_to.display()
+                    )))
+                })?;
+                Ok(true)
+            }
+            HostKeyStatus::OtherTypesKnown { algorithms } => self.refuse(format!(
+                "{name} offered a {algo} key {fp} but known_hosts holds only {} keys for it; \
+                 add this key after verifying it, or pass --accept-new-host-keys",
+                algorithms.join("/")
+            )),
+            HostKeyStatus::Unknown => self.refuse(format!(
+                "{name} ({}) is not in known_hosts: it offered {algo} {fp}. \
+                 Verify the fingerprint, then add it (ssh-keyscan) or pass --accept-new-host-keys",
+                self.label
+            )),
+        }
+    }
+}
+
+/// A logged-in connection to one host, kept open for the whole run.
+pub struct Session {
+    label: String,
+    handle: Handle<HostKeyCheck>,
+    /// Keeps the jump host's connection alive as long as this one.
+    _via: Option<Arc<Session>>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("host", &self.label)
+            .finish()
+    }
+}
+
+impl Session {
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    fn channel_err(&self, step: &str, e: impl fmt::Display) -> SshError {
+        SshError::Channel {
+            host: self.label.clone(),
+            step: step.to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Run a command; collect its exit status and output. `input` is written to its
+    /// stdin first (then EOF), which is how secrets reach sudo without a command line.
+    pub async fn exec(
+        &self,
+        cmd: &RemoteCommand,
+        input: Option<&[u8]>,
+        limit: Duration,
+    ) -> Result<ExecOutput, SshError> {
+        self.exec_streaming(cmd, input, limit, &mut |_| {}).await
+    }
+
+    /// Like `exec`, and calls `on_line` with each complete stdout line as it arrives,
+    /// so one remote script can report its steps live.
+    pub async fn exec_streaming(
+        &self,
+        cmd: &RemoteCommand,
+        input: Option<&[u8]>,
+        limit: Duration,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ExecOutput, SshError> {
+        let run = async {
+            let mut channel = self
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(|e| self.channel_err("open session", e))?;
+            channel
+                .exec(true, cmd.as_str().as_bytes())
+                .await
+                .map_err(|e| self.channel_err("exec", e))?;
+            if let Some(data) = input {
+                channel
+                    .data_bytes(bytes::Bytes::copy_from_slice(data))
+                    .await
+                    .map_err(|e| self.channel_err("write stdin", e))?;
+            }
+            channel
+                .eof()
+                .await
+                .map_err(|e| self.channel_err("exec", e))?;
+            let mut out = ExecOutput::default();
+            let mut seen = 0usize;
+            // Data may still arrive after ExitStatus: read until the channel closes.
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => {
+                        out.stdout.extend_from_slice(&data);
+                        while let Some(nl) = out.stdout[seen..].iter().position(|b| *b == b'\n') {
+                            on_line(&String::from_utf8_lossy(&out.stdout[seen..seen + nl]));
+                            seen += nl + 1;
+                        }
+                    }
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        out.stderr.extend_from_slice(&data)
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => out.exit_status = Some(exit_status),
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        out.exit_signal = Some(format!("{signal_name:?}"))
+                    }
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            if seen < out.stdout.len() {
+                on_line(&String::from_utf8_lossy(&out.stdout[seen..]));
+            }
+            Ok(out)
+        };
+        tokio::time::timeout(limit, run)
+            .await
+            .map_err(|_| SshError::Timeout {
+                host: self.label.clone(),
+                step: format!("command `{}`", truncate(cmd.as_str(), 80)),
+                limit,
+            })?
+    }
+
+    /// Stream `payload` into `remote_path` (created with mode 0600 by `umask`) and
+    /// check its SHA-256 on the host. `progress` is called with the bytes sent so far.
+    /// Uses `cat` and `sha256sum`, so it needs no sftp-server and works under sudo.
+    pub async fn upload(
+        &self,
+        payload: &Payload,
+        remote_path: &str,
+        stall_limit: Duration,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), SshError> {
+        let step = format!("upload to {remote_path}");
+        let cmd = RemoteCommand::script("umask 077 &&")
+            .arg("cat")
+            .raw(">")
+            .arg(remote_path)
+            .raw("&&")
+            .arg("sha256sum")
+            .arg(remote_path);
+        let mut channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.channel_err(&step, e))?;
+        channel
+            .exec(true, cmd.as_str().as_bytes())
+            .await
+            .map_err(|e| self.channel_err(&step, e))?;
+        let mut writer = channel.make_writer();
+        let mut sent = 0u64;
+        for chunk in payload.bytes.chunks(256 * 1024) {
+            tokio::time::timeout(stall_limit, writer.write_all(chunk))
+                .await
+                .map_err(|_| SshError::Timeout {
+                    host: self.label.clone(),
+                    step: format!("{step} (no progress)"),
+                    limit: stall_limit,
+                })?
+                .map_err(|e| self.channel_err(&step, e))?;
+            sent += chunk.len() as u64;
+            progress(sent);
+        }
+        let _ = writer.flush().await;
+        drop(writer);
+        channel
+            .eof()
+            .await
+            .map_err(|e| self.channel_err(&step, e))?;
+        let mut out = ExecOutput::default();
+        let collect = async {
+            while let Some(msg) = channel.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, .. } => out.stderr.extend_from_slice(&data),
+                    ChannelMsg::ExitStatus { exit_status } => out.exit_status = Some(exit_status),
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(stall_limit, collect)
+            .await
+            .map_err(|_| SshError::Timeout {
+                host: self.label.clone(),
+                step: format!("{step} (checksum)"),
+                limit: stall_limit,
+            })?;
+        if !out.success() {
+            return Err(self.channel_err(
+                &step,
+                format!("{}: {}", out.describe_exit(), out.last_error_line()),
+            ));
+        }
+        let remote_sum = out
+            .stdout_text()
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if remote_sum != payload.sha256 {
+            return Err(self.channel_err(
+                &step,
+                format!(
+                    "checksum mismatch: sent {}, host has {remote_sum}",
+                    payload.sha256
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A TCP connection to `host:port` opened by the remote sshd (direct-tcpip).
+    pub async fn tunnel(&self, host: &str, port: u16) -> Result<TunnelStream, SshError> {
+        let ch = self
+            .handle
+            .channel_open_direct_tcpip(host.to_string(), port as u32, "127.0.0.1", 0)
+            .await
+            .map_err(|e| self.channel_err(&format!("tunnel to {host}:{port}"), e))?;
+        Ok(ch.into_stream())
+    }
+
+    pub async fn close(&self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jump_specs() {
+        let hops = parse_jumps(
+            "alice@b1:2222,b2,[fd12::1]:22,bob@[fd12::2]",
+            "root",
+            None,
+            None,
+        )
+        .unwrap();
+        let got: Vec<_> = hops
+            .iter()
+            .map(|h| (h.user.as_str(), h.host.as_str(), h.port))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("alice", "b1", 2222),
+                ("root", "b2", 22),
+                ("root", "fd12::1", 22),
+                ("bob", "fd12::2", 22)
+            ]
+        );
+        assert!(parse_jumps("b1:notaport", "root", None, None).is_err());
+    }
+}

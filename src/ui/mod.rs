@@ -1,0 +1,420 @@
+//! Renders the engine's events: live bars on a terminal, timestamped plain lines
+//! otherwise, or JSON lines for automation. Knows nothing of SSH or etcd.
+
+mod table;
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use console::style;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::events::{Emitter, Event, MemberState, Step};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Bars on a terminal, plain lines otherwise.
+    Auto,
+    /// Timestamped plain lines.
+    Plain,
+    /// One JSON object per line (see README, "JSON events").
+    Json,
+}
+
+enum Mode {
+    Bars(Bars),
+    Plain,
+    Json,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    hosts: HashMap<String, ProgressBar>,
+    cluster: Option<ProgressBar>,
+    upload_started: HashMap<String, Instant>,
+}
+
+pub struct Ui {
+    mode: Mutex<Mode>,
+}
+
+impl Ui {
+    pub fn new(format: OutputFormat) -> Arc<Ui> {
+        let mode = match format {
+            OutputFormat::Json => Mode::Json,
+            OutputFormat::Plain => Mode::Plain,
+            OutputFormat::Auto
+                if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() =>
+            {
+                Mode::Bars(Bars {
+                    multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(15)),
+                    hosts: HashMap::new(),
+                    cluster: None,
+                    upload_started: HashMap::new(),
+                })
+            }
+            OutputFormat::Auto => Mode::Plain,
+        };
+        Arc::new(Ui {
+            mode: Mutex::new(mode),
+        })
+    }
+
+    pub fn is_json(&self) -> bool {
+        matches!(*self.lock(), Mode::Json)
+    }
+
+    /// The emitter the engine gets.
+    pub fn emitter(self: &Arc<Self>) -> Emitter {
+        let ui = self.clone();
+        Arc::new(move |e| ui.render(&e))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mode> {
+        self.mode.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stop drawing bars (before printing the final report).
+    pub fn finish(&self) {
+        if let Mode::Bars(b) = &mut *self.lock() {
+            for bar in b.hosts.values() {
+                bar.abandon();
+            }
+            if let Some(c) = &b.cluster {
+                c.abandon();
+            }
+            let _ = b.multi.clear();
+        }
+    }
+
+    /// Run `f` with the bars hidden (for a prompt on the terminal).
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &*self.lock() {
+            Mode::Bars(b) => b.multi.suspend(f),
+            _ => f(),
+        }
+    }
+
+    /// Print a line outside the event stream (errors from main); JSON mode wraps it.
+    pub fn error(&self, message: &str) {
+        self.render(&Event::RunFinished {
+            ok: false,
+            exit_code: crate::exit::USAGE,
+            message: Some(message.to_string()),
+        });
+    }
+
+    pub fn render(&self, e: &Event) {
+        let mut mode = self.lock();
+        match &mut *mode {
+            Mode::Json => {
+                let mut v = serde_json::to_value(e).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("ts".into(), timestamp().into());
+                }
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{v}");
+                let _ = out.flush();
+            }
+            Mode::Plain => plain(e),
+            Mode::Bars(b) => b.render(e),
+        }
+    }
+}
+
+fn timestamp() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+fn step_text(step: Step, detail: &Option<String>) -> String {
+    match detail {
+        Some(d) => format!("{} ({d})", step.label()),
+        None => step.label().to_string(),
+    }
+}
+
+fn ms(v: Option<u64>) -> String {
+    v.map(|m| format!("{:.2}s", m as f64 / 1000.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Lines for the events that are reports rather than progress (same in every
+/// non-JSON mode).
+fn report(e: &Event) -> Option<String> {
+    match e {
+        Event::ExecResult {
+            host,
+            exit_status,
+            stdout,
+            stderr,
+            ok,
+        } => {
+            let head = if *ok {
+                style(format!(
+                    "{host} | CHANGED | rc={} >>",
+                    exit_status.unwrap_or(0)
+                ))
+                .green()
+            } else {
+                let rc = exit_status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "-".into());
+                style(format!("{host} | FAILED | rc={rc} >>")).red()
+            };
+            let mut s = head.to_string();
+            for part in [stdout, stderr] {
+                let t = part.trim_end();
+                if !t.is_empty() {
+                    s.push('\n');
+                    s.push_str(t);
+                }
+            }
+            Some(s)
+        }
+        Event::HostUnreachable { host, error } => Some(
+            style(format!("{host} | UNREACHABLE! | {error}"))
+                .red()
+                .to_string(),
+        ),
+        Event::Recap { hosts } => {
+            let mut s = String::from("RECAP");
+            for h in hosts {
+                let word = if h.unreachable {
+                    style("unreachable").red()
+                } else if h.ok {
+                    style("ok").green()
+                } else {
+                    style("failed").red()
+                };
+                s.push_str(&format!("\n  {:<20} {word}", h.host));
+            }
+            let ok = hosts.iter().filter(|h| h.ok).count();
+            let unr = hosts.iter().filter(|h| h.unreachable).count();
+            s.push_str(&format!(
+                "\n  ok={ok} failed={} unreachable={unr}",
+                hosts.len() - ok - unr
+            ));
+            Some(s)
+        }
+        Event::Summary { rows } => Some(table::members(rows)),
+        Event::UpgradeSummary { rows } => Some(table::upgrade(rows)),
+        Event::Plan { steps } => {
+            let mut s = String::from("Plan:");
+            for (i, st) in steps.iter().enumerate() {
+                s.push_str(&format!("\n  {:>2}. {st}", i + 1));
+            }
+            Some(s)
+        }
+        Event::RunFinished { ok, message, .. } => message.as_ref().map(|m| {
+            if *ok {
+                style(m).green().to_string()
+            } else {
+                style(m).red().bold().to_string()
+            }
+        }),
+        Event::Warning { host, message } => Some(
+            style(format!(
+                "warning: {}{message}",
+                host.as_ref().map(|h| format!("{h}: ")).unwrap_or_default()
+            ))
+            .yellow()
+            .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+fn plain(e: &Event) {
+    let line = match e {
+        Event::RunStarted {
+            command,
+            hosts,
+            run_id,
+        } => Some(format!("{command}: {} host(s), run {run_id}", hosts.len())),
+        Event::Step { host, step, detail } => Some(format!("{host} {}", step_text(*step, detail))),
+        Event::Upload { host, sent, total } if sent == total => {
+            Some(format!("{host} uploaded {} bytes", total))
+        }
+        Event::CatchUp { host, gap } => {
+            Some(format!("{host} catching up: {gap} raft entries behind"))
+        }
+        Event::HostDone {
+            host,
+            from,
+            to,
+            down_ms,
+            catch_up_ms,
+            ..
+        } => Some(format!(
+            "{host} done: {from} -> {to}, down {}, caught up in {}",
+            ms(*down_ms),
+            ms(*catch_up_ms)
+        )),
+        Event::HostFailed { host, step, error } => Some(
+            style(format!("{host} FAILED at {}: {error}", step.label()))
+                .red()
+                .to_string(),
+        ),
+        Event::Cluster {
+            cluster_version,
+            leader,
+            healthy,
+            members,
+        } => Some(format!(
+            "cluster: version {cluster_version}, leader {}, {healthy}/{members} healthy",
+            leader.as_deref().unwrap_or("-")
+        )),
+        Event::Check(row) => Some(table::check_line(row)),
+        Event::MemberStatus(_) => None,
+        other => {
+            if let Some(r) = report(other) {
+                // Reports print as blocks without a timestamp, like Ansible's.
+                println!("{r}");
+            }
+            None
+        }
+    };
+    if let Some(l) = line {
+        println!("{} {l}", timestamp());
+    }
+}
+
+impl Bars {
+    fn bar(&mut self, host: &str) -> ProgressBar {
+        if let Some(b) = self.hosts.get(host) {
+            return b.clone();
+        }
+        let style = ProgressStyle::with_template("{prefix:.bold} {spinner:.cyan} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bar = ProgressBar::new_spinner()
+            .with_style(style)
+            .with_prefix(format!("{host:<12}"));
+        let bar = match &self.cluster {
+            Some(c) => self.multi.insert_before(c, bar),
+            None => self.multi.add(bar),
+        };
+        bar.enable_steady_tick(Duration::from_millis(100));
+        self.hosts.insert(host.to_string(), bar.clone());
+        bar
+    }
+
+    fn println(&self, s: &str) {
+        let _ = self.multi.println(s);
+    }
+
+    fn render(&mut self, e: &Event) {
+        match e {
+            Event::Step { host, step, detail } => {
+                let bar = self.bar(host);
+                let text = step_text(*step, detail);
+                match step {
+                    Step::Done | Step::Skipped => {
+                        bar.finish_with_message(style(text).green().to_string());
+                    }
+                    Step::Failed => bar.abandon_with_message(style(text).red().bold().to_string()),
+                    Step::Uploading => {
+                        self.upload_started.insert(host.clone(), Instant::now());
+                        bar.set_message(text);
+                    }
+                    _ => bar.set_message(text),
+                }
+            }
+            Event::Upload { host, sent, total } => {
+                let bar = self.bar(host);
+                let secs = self
+                    .upload_started
+                    .get(host)
+                    .map(|t| t.elapsed().as_secs_f64())
+                    .unwrap_or(0.0)
+                    .max(0.001);
+                let mib = |b: u64| b as f64 / 1048576.0;
+                bar.set_message(format!(
+                    "uploading {:.1}/{:.1} MiB ({:.0} MiB/s)",
+                    mib(*sent),
+                    mib(*total),
+                    mib(*sent) / secs
+                ));
+            }
+            Event::CatchUp { host, gap } => {
+                self.bar(host)
+                    .set_message(format!("catching up: {gap} entries behind the leader"));
+            }
+            Event::HostDone {
+                host,
+                from,
+                to,
+                down_ms,
+                ..
+            } => {
+                let bar = self.bar(host);
+                bar.finish_with_message(
+                    style(format!("done {from} → {to}, down {}", ms(*down_ms)))
+                        .green()
+                        .to_string(),
+                );
+            }
+            Event::HostFailed { host, step, error } => {
+                let bar = self.bar(host);
+                bar.abandon_with_message(
+                    style(format!("FAILED at {}: {error}", step.label()))
+                        .red()
+                        .bold()
+                        .to_string(),
+                );
+            }
+            Event::Cluster {
+                cluster_version,
+                leader,
+                healthy,
+                members,
+            } => {
+                if self.cluster.is_none() {
+                    let style = ProgressStyle::with_template("{msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar());
+                    self.cluster =
+                        Some(self.multi.add(ProgressBar::new_spinner().with_style(style)));
+                }
+                if let Some(c) = &self.cluster {
+                    c.set_message(format!(
+                        "{} version {cluster_version} · leader {} · {healthy}/{members} healthy",
+                        style("cluster").bold(),
+                        leader.as_deref().unwrap_or("-")
+                    ));
+                }
+            }
+            Event::Check(row) => self.println(&table::check_line(row)),
+            Event::RunFinished { .. } | Event::UpgradeSummary { .. } | Event::Summary { .. } => {
+                // Final reports go below the bars, which stop drawing first.
+                for bar in self.hosts.values() {
+                    if !bar.is_finished() {
+                        bar.abandon();
+                    }
+                }
+                if let Some(c) = &self.cluster {
+                    c.abandon();
+                }
+                if let Some(r) = report(e) {
+                    self.println(&r);
+                }
+            }
+            other => {
+                if let Some(r) = report(other) {
+                    self.println(&r);
+                }
+            }
+        }
+    }
+}
+
+/// Red words for a member the operator must look at.
+pub fn state_word(s: MemberState) -> String {
+    match s {
+        MemberState::Upgraded => style("upgraded").green().to_string(),
+        MemberState::RolledBack => style("rolled back").yellow().to_string(),
+        MemberState::Untouched => "untouched".to_string(),
+        MemberState::Stopped => style("STOPPED").red().bold().to_string(),
+        MemberState::Unknown => style("UNKNOWN").red().to_string(),
+    }
+}

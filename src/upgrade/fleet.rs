@@ -1,0 +1,169 @@
+//! The hosts of a run and their kept-open sessions; HTTP clients to their members
+//! through tunnels. Everything the phases do to a host goes through here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::etcd::client::{url_host_port, BoxStream, Dial, DialFuture};
+use crate::etcd::EtcdClient;
+use crate::inventory::Host;
+use crate::ssh::{parse_jumps, Connector, Endpoint, ExecOutput, RemoteCommand, Session, SshError};
+
+/// Settings for how hosts are reached, from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct ReachOptions {
+    /// `-J`: jump hosts for every host, overriding the inventory.
+    pub jump: Option<String>,
+    /// `-u`: login user overriding the inventory.
+    pub user: Option<String>,
+    /// `--become`: run privileged steps with sudo.
+    pub become_: bool,
+}
+
+/// One host of the run and, if it could be logged into, its session.
+pub struct HostLink {
+    pub host: Host,
+    pub session: Result<Arc<Session>, SshError>,
+    pub become_: bool,
+}
+
+impl HostLink {
+    pub fn name(&self) -> &str {
+        &self.host.name
+    }
+
+    pub fn session(&self) -> Result<&Arc<Session>, SshError> {
+        self.session.as_ref().map_err(Clone::clone)
+    }
+
+    /// Run a command as the login user.
+    pub async fn run(&self, cmd: &RemoteCommand, limit: Duration) -> Result<ExecOutput, SshError> {
+        let s = self.session()?;
+        s.exec(cmd, None, limit).await
+    }
+
+    /// The command as it must be sent: under `sudo -n` (never waits for a password
+    /// on a terminal that is not there) when the host asks for `become`.
+    pub fn privileged(&self, cmd: &RemoteCommand) -> RemoteCommand {
+        if !self.become_ {
+            return cmd.clone();
+        }
+        let user = self.host.become_user.as_deref().unwrap_or("root");
+        RemoteCommand::new("sudo")
+            .arg("-n")
+            .arg("-u")
+            .arg(user)
+            .arg("--")
+            .raw(cmd.in_sh().as_str())
+    }
+
+    /// Run a command with privilege when the host asks for `become`.
+    pub async fn run_privileged(
+        &self,
+        cmd: &RemoteCommand,
+        limit: Duration,
+    ) -> Result<ExecOutput, SshError> {
+        self.run(&self.privileged(cmd), limit).await
+    }
+
+    /// Like `run_privileged`, reporting each stdout line as it arrives.
+    pub async fn run_privileged_streaming(
+        &self,
+        cmd: &RemoteCommand,
+        limit: Duration,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ExecOutput, SshError> {
+        self.session()?
+            .exec_streaming(&self.privileged(cmd), None, limit, on_line)
+            .await
+    }
+
+    /// An HTTP client for this host's etcd member, through a tunnel on its session.
+    pub fn etcd_client(&self, timeout: Duration) -> Result<EtcdClient, String> {
+        let s = self.session().map_err(|e| e.to_string())?.clone();
+        let (host, port) = url_host_port(&self.host.etcd.client_url)?;
+        Ok(EtcdClient::new(
+            &self.host.etcd.client_url,
+            Box::new(TunnelDial {
+                session: s,
+                host,
+                port,
+            }),
+            timeout,
+        ))
+    }
+}
+
+struct TunnelDial {
+    session: Arc<Session>,
+    host: String,
+    port: u16,
+}
+
+impl Dial for TunnelDial {
+    fn dial(&self) -> DialFuture<'_> {
+        Box::pin(async move {
+            self.session
+                .tunnel(&self.host, self.port)
+                .await
+                .map(|s| Box::new(s) as BoxStream)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The SSH endpoint of an inventory host, command-line overrides applied.
+pub fn endpoint_for(host: &Host, reach: &ReachOptions) -> Result<Endpoint, String> {
+    let user = reach
+        .user
+        .clone()
+        .or_else(|| host.user.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".to_string());
+    let jumps = match reach.jump.as_deref().or(host.jump.as_deref()) {
+        Some(spec) if !spec.trim().is_empty() && spec.trim() != "none" => parse_jumps(
+            spec,
+            &user,
+            host.private_key_file.as_deref(),
+            host.known_hosts_file.as_deref(),
+        )
+        .map_err(|e| format!("{}: {e}", host.name))?,
+        _ => Vec::new(),
+    };
+    Ok(Endpoint {
+        label: host.name.clone(),
+        host: host.address.clone(),
+        port: host.port.unwrap_or(22),
+        user,
+        identity_file: host.private_key_file.clone(),
+        known_hosts_file: host.known_hosts_file.clone(),
+        jumps,
+    })
+}
+
+/// Connect to every host at once. Hosts that fail are kept with their error, so
+/// the caller can report them and still serve the others.
+pub async fn connect_all(
+    connector: &Connector,
+    hosts: &[Host],
+    reach: &ReachOptions,
+) -> Vec<HostLink> {
+    let tasks = hosts.iter().map(|h| async move {
+        let session = match endpoint_for(h, reach) {
+            Ok(ep) => connector.connect(&ep).await.map(Arc::new),
+            Err(e) => Err(SshError::Unreachable {
+                host: h.name.clone(),
+                addr: h.address.clone(),
+                reason: e,
+            }),
+        };
+        HostLink {
+            host: h.clone(),
+            session,
+            become_: reach.become_ || h.become_,
+        }
+    });
+    join_all(tasks).await
+}

@@ -1,0 +1,10 @@
+//! The engine: the procedures of design §1 as phases, each reporting through
+//! events and never printing.
+
+pub mod adhoc;
+pub mod fleet;
+
+pub use fleet::{connect_all, endpoint_for, HostLink, ReachOptions};
+pub mod preflight;
+pub mod procedures;
+pub mod roll;

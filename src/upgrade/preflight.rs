@@ -1,0 +1,350 @@
+//! Pre-flight: learn everything about every member at once, change nothing, and
+//! list every reason an upgrade must not start (design §1 step 1).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::etcd::commands::{self, HostFacts};
+use crate::etcd::{upgrade_step, EtcdClient, Member, UpgradeStep, Version};
+use crate::events::CheckRow;
+
+use super::fleet::HostLink;
+
+/// What the pre-flight saw of one member.
+pub struct MemberView {
+    pub host: String,
+    pub facts: Option<HostFacts>,
+    pub client: Option<EtcdClient>,
+    pub id: u64,
+    pub running: Option<Version>,
+    pub cluster_version: Option<Version>,
+    pub healthy: bool,
+    pub health_answer: String,
+    pub leader_id: u64,
+    pub raft_index: u64,
+    pub v2_enabled: bool,
+    pub auth_enabled: Option<bool>,
+    pub step: Option<UpgradeStep>,
+    pub problems: Vec<String>,
+}
+
+impl MemberView {
+    pub fn is_leader(&self) -> bool {
+        self.id != 0 && self.leader_id == self.id
+    }
+}
+
+/// The whole cluster as the pre-flight saw it.
+pub struct ClusterView {
+    pub members: Vec<MemberView>,
+    pub member_list: Vec<Member>,
+    pub cluster_version: Option<Version>,
+    /// Problems that belong to no single host.
+    pub problems: Vec<String>,
+}
+
+impl ClusterView {
+    pub fn refused(&self) -> bool {
+        !self.problems.is_empty() || self.members.iter().any(|m| !m.problems.is_empty())
+    }
+
+    pub fn all_problems(&self) -> Vec<String> {
+        let mut out = self.problems.clone();
+        for m in &self.members {
+            out.extend(m.problems.iter().map(|p| format!("{}: {p}", m.host)));
+        }
+        out
+    }
+
+    pub fn leader_host(&self) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|m| m.is_leader())
+            .map(|m| m.host.as_str())
+    }
+
+    pub fn check_rows(&self, target: Option<Version>) -> Vec<CheckRow> {
+        self.members
+            .iter()
+            .map(|m| CheckRow {
+                host: m.host.clone(),
+                version: m.running.map(|v| v.to_string()),
+                target: target.map(|v| v.to_string()),
+                healthy: m.healthy,
+                leader: m.is_leader(),
+                plan: match &m.step {
+                    Some(UpgradeStep::AlreadyThere) => "already there: skip".into(),
+                    Some(UpgradeStep::Patch) => "patch upgrade".into(),
+                    Some(UpgradeStep::NextMinor) => "minor upgrade".into(),
+                    Some(UpgradeStep::Refused(_)) => "refused".into(),
+                    None if m.healthy => "healthy".into(),
+                    None => "unhealthy".into(),
+                },
+                problems: m.problems.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Limits for the pre-flight's requests.
+#[derive(Clone, Copy, Debug)]
+pub struct SurveyLimits {
+    pub command: Duration,
+}
+
+/// Survey every member at once. `target` adds the upgrade rules; without it, only
+/// health, membership and versions are checked.
+pub async fn survey(
+    links: &[HostLink],
+    target: Option<Version>,
+    limits: SurveyLimits,
+) -> ClusterView {
+    let members = join_all(links.iter().map(|l| survey_member(l, target, limits))).await;
+    let mut view = ClusterView {
+        members,
+        member_list: Vec::new(),
+        cluster_version: None,
+        problems: Vec::new(),
+    };
+    // The member list, asked of the leader if it answers, else any healthy member.
+    let order: Vec<usize> = {
+        let mut idx: Vec<usize> = (0..view.members.len()).collect();
+        idx.sort_by_key(|i| (!view.members[*i].is_leader(), !view.members[*i].healthy));
+        idx
+    };
+    for i in order {
+        if let Some(c) = view.members[i].client.as_mut() {
+            if let Ok(list) = c.members().await {
+                view.member_list = list;
+                break;
+            }
+        }
+    }
+    view.cluster_version = view.members.iter().filter_map(|m| m.cluster_version).min();
+    cluster_rules(&mut view, target);
+    view
+}
+
+async fn survey_member(
+    link: &HostLink,
+    target: Option<Version>,
+    limits: SurveyLimits,
+) -> MemberView {
+    let mut m = MemberView {
+        host: link.name().to_string(),
+        facts: None,
+        client: None,
+        id: 0,
+        running: None,
+        cluster_version: None,
+        healthy: false,
+        health_answer: String::new(),
+        leader_id: 0,
+        raft_index: 0,
+        v2_enabled: false,
+        auth_enabled: None,
+        step: None,
+        problems: Vec::new(),
+    };
+    if let Err(e) = link.session() {
+        m.problems.push(format!("unreachable: {e}"));
+        return m;
+    }
+    match link
+        .run_privileged(&commands::probe(&link.host.etcd), limits.command)
+        .await
+    {
+        Ok(out) if out.success() => m.facts = Some(commands::parse_probe(&out.stdout_text())),
+        Ok(out) => m.problems.push(format!(
+            "the pre-flight probe failed ({}): {}",
+            out.describe_exit(),
+            out.last_error_line()
+        )),
+        Err(e) => m.problems.push(format!("the pre-flight probe failed: {e}")),
+    }
+    let mut client = match link.etcd_client(limits.command) {
+        Ok(c) => c,
+        Err(e) => {
+            m.problems.push(e);
+            return m;
+        }
+    };
+    match client.version().await {
+        Ok(v) => {
+            m.running = Version::parse(&v.server);
+            m.cluster_version = Version::parse(&v.cluster);
+        }
+        Err(e) => m.problems.push(format!(
+            "etcd does not answer at {} ({e}): every member must be up and healthy before an upgrade, \
+             so that stopping one never costs quorum",
+            link.host.etcd.client_url
+        )),
+    }
+    if m.running.is_some() {
+        match client.health().await {
+            Ok(h) => {
+                m.healthy = h.healthy;
+                m.health_answer = h.answer.clone();
+                if !h.healthy {
+                    m.problems.push(format!(
+                        "unhealthy: /health answered {}; fix it before upgrading (stopping another member could cost quorum)",
+                        h.answer
+                    ));
+                }
+            }
+            Err(e) => m.problems.push(format!("/health failed: {e}")),
+        }
+        if m.running.is_some_and(Version::has_v3_api) {
+            if let Ok(s) = client.status().await {
+                m.id = s.member_id;
+                m.leader_id = s.leader;
+                m.raft_index = s.raft_index;
+            }
+        }
+        m.v2_enabled = client.v2_enabled().await.unwrap_or(false);
+        if m.running.is_some_and(|v| v < Version::new(3, 5, 0))
+            && target.is_some_and(|t| t >= Version::new(3, 5, 0))
+        {
+            m.auth_enabled = client.auth_enabled().await.unwrap_or(None);
+        }
+    }
+    m.client = Some(client);
+    member_rules(&mut m, link, target);
+    m
+}
+
+/// The per-member rules of the upgrade guides.
+fn member_rules(m: &mut MemberView, link: &HostLink, target: Option<Version>) {
+    let vars = &link.host.etcd;
+    let Some(facts) = m.facts.clone() else { return };
+    let installed = facts.binary_version.as_deref().and_then(Version::parse);
+    if installed.is_none() {
+        m.problems.push(format!(
+            "no runnable etcd at {} (etcd_binary): set etcd_binary to the path the service runs",
+            vars.binary
+        ));
+    }
+    if facts.etcdctl_version.is_none() {
+        m.problems.push(format!(
+            "no runnable etcdctl at {} (etcdctl_binary): it is needed for the backups",
+            vars.etcdctl_binary
+        ));
+    }
+    if !facts.data_dir_exists {
+        m.problems.push(format!(
+            "data dir {} (etcd_data_dir) does not exist",
+            vars.data_dir
+        ));
+    }
+    let Some(target) = target else { return };
+    let Some(running) = m.running else { return };
+    // A binary already swapped to the target while the old one still runs is the
+    // trace of an interrupted run: the restart will finish it.
+    if let Some(inst) = installed {
+        if inst != running && inst != target {
+            m.problems.push(format!(
+                "{} is etcd {inst} but the member runs {running}: etcd_binary does not point at the running binary",
+                vars.binary
+            ));
+        }
+    }
+    let step = upgrade_step(running, target);
+    if let UpgradeStep::Refused(why) = &step {
+        m.problems
+            .push(format!("not a supported upgrade path: {why}"));
+    }
+    if step != UpgradeStep::AlreadyThere {
+        if target.needs_v3_data() && !facts.has_v3_data {
+            m.problems.push(format!(
+                "{}/member/snap/db is missing: etcd {target} panics on a data dir with no v3 data \
+                 (migrated from v2 without v3 data). Run 3.0 until the member holds v3 data, then upgrade",
+                vars.data_dir
+            ));
+        }
+        // Snapshot plus a copy of the data dir, with a 10% margin.
+        let need = facts
+            .data_kib
+            .saturating_mul(2)
+            .saturating_add(facts.data_kib / 10)
+            .max(1024);
+        match facts.backup_free_kib {
+            Some(free) if free < need => m.problems.push(format!(
+                "not enough space for the backup in {}: {} KiB free, {} KiB needed (data dir {} KiB, twice plus 10%); \
+                 free space or set etcd_backup_dir",
+                vars.backup_dir, free, need, facts.data_kib
+            )),
+            None => m.problems.push(format!("cannot tell the free space of {} (etcd_backup_dir)", vars.backup_dir)),
+            _ => {}
+        }
+        if m.auth_enabled == Some(true) {
+            m.problems.push(
+                "auth is enabled: a rolling upgrade from 3.4 or older to 3.5 is not supported with auth \
+                 (3.5 changed the WAL format of auth entries); disable auth for the upgrade or migrate offline"
+                    .into(),
+            );
+        }
+    }
+    m.step = Some(step);
+}
+
+/// Rules about the cluster as a whole: membership and quorum.
+fn cluster_rules(view: &mut ClusterView, target: Option<Version>) {
+    if view.member_list.is_empty() {
+        if view.members.iter().any(|m| m.running.is_some()) {
+            view.problems
+                .push("no member answered the member list request; cannot check membership".into());
+        }
+        return;
+    }
+    let inventory_ids: HashSet<u64> = view
+        .members
+        .iter()
+        .map(|m| m.id)
+        .filter(|id| *id != 0)
+        .collect();
+    let listed: HashSet<u64> = view.member_list.iter().map(|m| m.id).collect();
+    let v2_cluster = view.cluster_version.is_some_and(|v| v.major < 3);
+    for m in &view.member_list {
+        if m.is_learner || m.name.is_empty() {
+            view.problems.push(format!(
+                "member {:x} ({}) is {}: a membership change is in progress; finish it before upgrading \
+                 (etcd: no membership changes during an upgrade)",
+                m.id,
+                m.peer_urls.join(","),
+                if m.is_learner { "a learner" } else { "added but not started" }
+            ));
+        } else if !inventory_ids.contains(&m.id) && view.members.iter().all(|h| h.id != 0) {
+            let hint = if v2_cluster {
+                " Adding a v3 member to a v2.3 cluster during an upgrade is not supported and can panic (etcd issue 7249)."
+            } else {
+                ""
+            };
+            view.problems.push(format!(
+                "member {} ({:x}, {}) is in the cluster but not in the inventory: an upgrade covers every member; \
+                 add it to the inventory (or remove it from the cluster before starting).{hint}",
+                m.name,
+                m.id,
+                m.peer_urls.join(",")
+            ));
+        }
+    }
+    for m in &view.members {
+        if m.id != 0 && !listed.contains(&m.id) {
+            view.problems.push(format!(
+                "{} (member {:x}) is not in the cluster's member list: is it a member of another cluster?",
+                m.host, m.id
+            ));
+        }
+    }
+    // Quorum: with one member stopped, the rest must still be a majority of healthy members.
+    let healthy = view.members.iter().filter(|m| m.healthy).count();
+    let total = view.member_list.len();
+    if target.is_some() && total > 1 && healthy < total {
+        view.problems.push(format!(
+            "only {healthy} of {total} members are healthy: stopping one more could cost quorum; \
+             every member must be healthy before an upgrade"
+        ));
+    }
+}

@@ -1,0 +1,117 @@
+//! Shared helpers for the lab tests: start a lab (or skip loudly), run the real
+//! etcdroll binary against it with a private HOME, parse its JSON events.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use etcdroll::lab::{Lab, LabHost, LabSpec};
+use serde_json::Value;
+
+/// Start a lab, or print why not and return None (the test then passes as skipped).
+pub fn lab(spec: LabSpec) -> Option<Lab> {
+    if let Err(why) = Lab::available() {
+        eprintln!("\n!!!!! LAB TEST SKIPPED: {why}. Run scripts/test as root to run it. !!!!!\n");
+        return None;
+    }
+    Some(Lab::start(&spec).expect("lab starts"))
+}
+
+pub fn lab_default() -> Option<Lab> {
+    lab(LabSpec::default())
+}
+
+/// A scratch directory that also serves as HOME for etcdroll, so the operator's own
+/// ~/.ssh never leaks into a test.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+pub fn etcdroll_cmd(home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_etcdroll"));
+    c.args(args)
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .env("NO_COLOR", "1")
+        .env("CLICOLOR", "0");
+    c
+}
+
+/// Run etcdroll to completion.
+pub fn etcdroll(home: &Path, args: &[&str]) -> Output {
+    etcdroll_cmd(home, args).output().expect("etcdroll runs")
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "--- exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The JSON events of a `--output json` run (every stdout line must parse).
+pub fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+pub fn of_kind<'a>(evs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    evs.iter().filter(|e| e["event"] == kind).collect()
+}
+
+/// The lab's inventory, written into the scratch dir.
+pub fn inventory(lab: &Lab, scratch: &Scratch) -> String {
+    let p = scratch.path("inventory.yml");
+    lab.write_inventory(&p).expect("inventory written");
+    p.display().to_string()
+}
+
+/// Path of a cached etcd binary of a version (see scripts/prepare).
+pub fn etcd_bin(version: &str, name: &str) -> String {
+    let (etcd, etcdctl, etcdutl) = Lab::etcd_binaries(version).expect("binaries present");
+    match name {
+        "etcd" => etcd,
+        "etcdctl" => etcdctl,
+        _ => etcdutl.expect("etcdutl"),
+    }
+    .display()
+    .to_string()
+}
+
+/// The pid of a member's etcd, read from its service's pid file.
+pub fn etcd_pid(host: &LabHost) -> String {
+    std::fs::read_to_string(host.dir.join("etcd.pid"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// `etcd --version` of the binary currently installed on a member.
+pub fn installed_version(host: &LabHost) -> String {
+    let out = Command::new(&host.etcd_binary)
+        .arg("--version")
+        .output()
+        .expect("runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("etcd Version: ")
+        .to_string()
+}

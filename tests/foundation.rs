@@ -1,0 +1,315 @@
+//! The foundation against the lab: real OpenSSH sshd and real etcd 3.4.23 members
+//! in network namespaces. `exec`, `status`, host key checks, unreachable hosts,
+//! inventory errors, quoting.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn exec_runs_on_every_host_and_reports_a_recap() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "exec",
+            "-i",
+            &inv,
+            "--output",
+            "plain",
+            "--",
+            "ip -4 -o addr show dev eth0",
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Each host's block holds its own address, and only its own.
+    for h in &lab.members {
+        let block: String = stdout
+            .split(&format!("{} | ", h.name))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no block for {}: {t}", h.name))
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            block.contains(&format!("inet {}/", h.addr)),
+            "{} block: {block}\n{t}",
+            h.name
+        );
+    }
+    assert!(stdout.contains("RECAP"), "{t}");
+    assert!(stdout.contains("ok=3 failed=0 unreachable=0"), "{t}");
+
+    // A command that fails on one host only: non-zero exit naming it.
+    let bad = &lab.members[1];
+    let script = format!(
+        "ip -4 -o addr show dev eth0 | grep -q 'inet {}/' && exit 7 || true",
+        bad.addr
+    );
+    let out = etcdroll(
+        s.dir.path(),
+        &["exec", "-i", &inv, "--output", "plain", "--", &script],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{} | FAILED | rc=7", bad.name)),
+        "{t}"
+    );
+    assert!(stdout.contains("ok=2 failed=1 unreachable=0"), "{t}");
+}
+
+#[test]
+fn exec_passes_hostile_arguments_through_unchanged() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let marker = format!("/tmp/etcdroll-injected-{}", std::process::id());
+    let hostile = [
+        "with space".to_string(),
+        "it's \"quoted\"".to_string(),
+        format!("$(touch {marker})"),
+        format!("`touch {marker}`"),
+        format!("x; touch {marker}"),
+        "$HOME".to_string(),
+    ];
+    let mut args = vec![
+        "exec",
+        "-i",
+        inv.as_str(),
+        "--output",
+        "json",
+        "--limit",
+        "m0",
+        "--",
+        "printf",
+        "[%s]\\n",
+    ];
+    args.extend(hostile.iter().map(String::as_str));
+    let out = etcdroll(s.dir.path(), &args);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let evs = events(&out);
+    let res = of_kind(&evs, "exec_result");
+    assert_eq!(res.len(), 1, "{t}");
+    let want: String = hostile.iter().map(|h| format!("[{h}]\n")).collect();
+    assert_eq!(res[0]["stdout"].as_str().unwrap(), want, "{t}");
+    assert!(!Path::new(&marker).exists(), "injection ran");
+}
+
+use std::path::Path;
+
+#[test]
+fn status_shows_three_healthy_members_and_one_leader() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let out = etcdroll(s.dir.path(), &["status", "-i", &inv, "--output", "json"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let evs = events(&out);
+    let rows = of_kind(&evs, "member_status");
+    assert_eq!(rows.len(), 3, "{t}");
+    for r in &rows {
+        assert_eq!(r["healthy"], true, "{t}");
+        assert_eq!(r["server_version"], "3.4.23", "{t}");
+        assert_eq!(r["cluster_version"], "3.4.0", "{t}");
+        assert!(r["raft_index"].as_u64().unwrap() > 0, "{t}");
+        assert!(r["db_size"].as_u64().unwrap() > 0, "{t}");
+        assert_eq!(
+            r["name"], r["host"],
+            "member names are the inventory names in the lab: {t}"
+        );
+    }
+    assert_eq!(
+        rows.iter().filter(|r| r["leader"] == true).count(),
+        1,
+        "{t}"
+    );
+
+    // The table on plain output.
+    let out = etcdroll(s.dir.path(), &["status", "-i", &inv, "--output", "plain"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("HOST") && stdout.contains("RAFT INDEX"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(stdout.matches("healthy").count(), 3, "{}", text(&out));
+}
+
+#[test]
+fn unknown_host_keys_are_refused_unless_accepted_and_changed_keys_always() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    // The lab's inventory, but pointing at an empty known_hosts file.
+    let kh = s.path("empty_known_hosts");
+    std::fs::write(&kh, "").unwrap();
+    let inv = inventory(&lab, &s);
+    let text_inv = std::fs::read_to_string(&inv).unwrap().replace(
+        &lab.known_hosts.display().to_string(),
+        &kh.display().to_string(),
+    );
+    std::fs::write(&inv, text_inv).unwrap();
+
+    let out = etcdroll(
+        s.dir.path(),
+        &["exec", "-i", &inv, "--output", "plain", "--", "true"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("not in known_hosts"), "{t}");
+    assert!(t.contains("SHA256:"), "fingerprint shown: {t}");
+    assert!(t.contains("m0") && t.contains("ssh-"), "{t}");
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        "",
+        "nothing recorded without the flag"
+    );
+
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "exec",
+            "-i",
+            &inv,
+            "--accept-new-host-keys",
+            "--output",
+            "plain",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let recorded = std::fs::read_to_string(&kh).unwrap();
+    for h in &lab.members {
+        assert!(recorded.contains(&h.addr.to_string()), "{recorded}");
+    }
+    // Recorded keys now pass without the flag.
+    let out = etcdroll(
+        s.dir.path(),
+        &["exec", "-i", &inv, "--output", "plain", "--", "true"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Replace every recorded key by a different one: a changed key, refused even
+    // with --accept-new-host-keys.
+    let other = s.path("otherkey");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pubkey = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let fake: String = lab
+        .members
+        .iter()
+        .map(|h| {
+            format!(
+                "{} {}",
+                h.addr,
+                pubkey
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ) + "\n"
+        })
+        .collect();
+    std::fs::write(&kh, &fake).unwrap();
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "exec",
+            "-i",
+            &inv,
+            "--accept-new-host-keys",
+            "--output",
+            "plain",
+            "--",
+            "true",
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("HOST KEY CHANGED"), "{t}");
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        fake,
+        "a changed key is never recorded"
+    );
+}
+
+#[test]
+fn unreachable_hosts_fail_within_the_connect_timeout_and_others_are_served() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    // m2 loses its sshd; "ghost" is an address in the lab's subnet nobody answers on.
+    lab.stop_sshd(&lab.members[2]).unwrap();
+    let ghost = {
+        let o = lab.members[0].addr.octets();
+        format!("{}.{}.{}.250", o[0], o[1], o[2])
+    };
+    let text_inv = std::fs::read_to_string(&inv).unwrap().replace(
+        "      hosts:\n        m0:",
+        &format!("      hosts:\n        ghost:\n          ansible_host: {ghost}\n        m0:"),
+    );
+    std::fs::write(&inv, &text_inv).unwrap();
+    let t0 = Instant::now();
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "exec",
+            "-i",
+            &inv,
+            "--connect-timeout",
+            "2s",
+            "--output",
+            "plain",
+            "--",
+            "echo alive",
+        ],
+    );
+    let took = t0.elapsed();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(took < Duration::from_secs(2 + 8), "took {took:?}: {t}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ghost | UNREACHABLE!"), "{t}");
+    assert!(stdout.contains("m2 | UNREACHABLE!"), "{t}");
+    assert!(
+        stdout.contains("m0 | CHANGED") && stdout.contains("m1 | CHANGED"),
+        "{t}"
+    );
+    assert!(stdout.contains("ok=2 failed=0 unreachable=2"), "{t}");
+}
+
+#[test]
+fn inventory_errors_name_file_line_and_column() {
+    // No lab needed: the inventory is read before anything is contacted.
+    let s = Scratch::new();
+    let p = s.path("bad.yml");
+    std::fs::write(
+        &p,
+        "all:\n  children:\n    etcd:\n      hosts:\n        m0:\n          ansible_host: 198.18.0.10\n          etcd_binry: /usr/bin/etcd\n",
+    )
+    .unwrap();
+    let out = etcdroll(
+        s.dir.path(),
+        &["status", "-i", p.to_str().unwrap(), "--output", "plain"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains(&format!("{}:7:", p.display())), "{t}");
+    assert!(t.contains("etcd_binary"), "suggests the right name: {t}");
+}
