@@ -143,7 +143,11 @@ fn status_shows_three_healthy_members_and_one_leader() {
         "{}",
         text(&out)
     );
-    assert_eq!(stdout.matches("healthy").count(), 3, "{}", text(&out));
+    let rows = stdout
+        .lines()
+        .filter(|l| l.starts_with('m') && l.contains(" healthy "))
+        .count();
+    assert_eq!(rows, 3, "{}", text(&out));
 }
 
 #[test]

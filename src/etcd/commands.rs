@@ -161,12 +161,12 @@ pub fn saved_path(binary: &str) -> String {
     format!("{binary}.old")
 }
 
-/// After an upload to `tmp`: give it the installed binary's mode and owner, move it
-/// to `etcd.new`, and run it once: a wrong architecture or a broken file fails here.
+/// After an upload to `tmp`: give it the installed binary's mode and owner and move
+/// it to `NAME.new` (the caller then runs it once to prove it works on this host).
 pub fn stage_installed(tmp: &str, binary: &str) -> RemoteCommand {
     let staged = staged_path(binary);
     let script = format!(
-        "T={t}; B={b}; N={n}; chmod --reference=\"$B\" \"$T\" && chown --reference=\"$B\" \"$T\" && mv -f \"$T\" \"$N\" && \"$N\" --version",
+        "T={t}; B={b}; N={n}; chmod --reference=\"$B\" \"$T\" && chown --reference=\"$B\" \"$T\" && mv -f \"$T\" \"$N\"",
         t = quote(tmp),
         b = quote(binary),
         n = quote(&staged),

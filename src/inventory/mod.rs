@@ -650,16 +650,20 @@ fn build_host(
                 h.etcd.client_url = url;
             }
             "etcd_service" => h.etcd.service = required(v)?,
-            "etcd_service_manager" => h.etcd.service_manager = match required(v)?.as_str() {
-                "systemd" => ServiceManager::Systemd,
-                "command" => ServiceManager::Command,
-                other => return Err(at(
-                    v,
-                    format!(
+            "etcd_service_manager" => {
+                h.etcd.service_manager = match required(v)?.as_str() {
+                    "systemd" => ServiceManager::Systemd,
+                    "command" => ServiceManager::Command,
+                    other => {
+                        return Err(at(
+                            v,
+                            format!(
                         "etcd_service_manager must be \"systemd\" or \"command\", found {other:?}"
                     ),
-                )),
-            },
+                        ))
+                    }
+                }
+            }
             "etcd_start_cmd" => h.etcd.start_cmd = s()?,
             "etcd_stop_cmd" => h.etcd.stop_cmd = s()?,
             "etcd_status_cmd" => h.etcd.status_cmd = s()?,

@@ -85,7 +85,6 @@ impl Ui {
             if let Some(c) = &b.cluster {
                 c.abandon();
             }
-            let _ = b.multi.clear();
         }
     }
 

@@ -227,7 +227,7 @@ mod tests {
         );
         assert_eq!(
             command_from_args(&args(&["printf", "%s", "a; b"])).as_str(),
-            "printf %s 'a; b'"
+            "printf '%s' 'a; b'"
         );
     }
 }

@@ -138,13 +138,16 @@ fn plan(view: &ClusterView, todo: &[usize], target: &Target, links: &[HostLink])
     steps
 }
 
+/// Shows the plan to the operator and returns whether to go ahead.
+pub type Confirm<'a> = Box<dyn Fn(&[String]) -> bool + Send + Sync + 'a>;
+
 pub struct UpgradeRequest<'a> {
     pub links: &'a [HostLink],
     pub target: Target,
     pub opts: RollOptions,
     pub dry_run: bool,
     /// Asks the operator; false stops before any change.
-    pub confirm: Box<dyn Fn(&[String]) -> bool + Send + Sync + 'a>,
+    pub confirm: Confirm<'a>,
     pub interrupt: Arc<Interrupt>,
     pub records: Records,
 }

@@ -148,10 +148,11 @@ async fn stage_one(
         step: Step::Verifying,
         detail: None,
     });
-    // The staged etcd must run on this host and be the version we expect.
+    // The staged etcd must run on this host and be the version we expect; a staged
+    // etcdctl must run too.
     let staged = commands::staged_path(&vars.binary);
     let cmd = RemoteCommand::new(&staged).arg("--version");
-    let problem = match link.run_privileged(&cmd, opts.command_timeout).await {
+    let mut problem = match link.run_privileged(&cmd, opts.command_timeout).await {
         Ok(out) if out.success() => match Version::from_version_output(&out.stdout_text()) {
             Some(v) if v == target.version => None,
             Some(v) => Some(format!(
@@ -170,10 +171,30 @@ async fn stage_one(
         )),
         Err(e) => Some(e.to_string()),
     };
+    if problem.is_none() && target.etcdctl.is_some() {
+        let ctl = RemoteCommand::new(&commands::staged_path(&vars.etcdctl_binary)).arg("version");
+        problem = match link.run_privileged(&ctl, opts.command_timeout).await {
+            Ok(out) if out.success() => None,
+            Ok(out) => Some(format!(
+                "the staged etcdctl does not run on this host ({}: {})",
+                out.describe_exit(),
+                out.last_error_line()
+            )),
+            Err(e) => Some(e.to_string()),
+        };
+    }
     if let Some(p) = problem {
         let _ = link
             .run_privileged(&commands::unstage(&vars.binary), opts.command_timeout)
             .await;
+        if target.etcdctl.is_some() {
+            let _ = link
+                .run_privileged(
+                    &commands::unstage(&vars.etcdctl_binary),
+                    opts.command_timeout,
+                )
+                .await;
+        }
         emit(Event::HostFailed {
             host: host.clone(),
             step: Step::Verifying,
