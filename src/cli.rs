@@ -227,6 +227,11 @@ pub struct Common {
     /// Jump host(s) for every host: [user@]host[:port][,...] (like ssh -J).
     #[arg(short = 'J', long = "jump", value_name = "HOPS")]
     pub jump: Option<String>,
+    /// ssh_config file (default ~/.ssh/config when it exists), resolved by OpenSSH's
+    /// own `ssh -G`: Host, Match, Include, HostName, User, Port, IdentityFile,
+    /// ProxyJump, UserKnownHostsFile.
+    #[arg(short = 'F', long = "ssh-config", value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
     /// Run privileged steps with sudo on every host (like ansible_become).
     #[arg(long = "become")]
     pub become_: bool,
@@ -269,6 +274,7 @@ impl Common {
             jump: self.jump.clone(),
             user: self.user.clone(),
             become_: self.become_,
+            ssh_config: self.ssh_config.clone(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! run a command, upload a file, open a tunnel. Nothing outside this module touches russh.
 
 pub mod command;
+pub mod config;
 pub mod known_hosts;
 
 use std::collections::HashMap;

@@ -9,7 +9,9 @@ use futures::future::join_all;
 use crate::etcd::client::{url_host_port, BoxStream, Dial, DialFuture};
 use crate::etcd::EtcdClient;
 use crate::inventory::Host;
-use crate::ssh::{parse_jumps, Connector, Endpoint, ExecOutput, RemoteCommand, Session, SshError};
+use crate::ssh::{
+    config, parse_jumps, Connector, Endpoint, ExecOutput, RemoteCommand, Session, SshError,
+};
 
 /// Settings for how hosts are reached, from the command line.
 #[derive(Clone, Debug, Default)]
@@ -20,6 +22,8 @@ pub struct ReachOptions {
     pub user: Option<String>,
     /// `--become`: run privileged steps with sudo.
     pub become_: bool,
+    /// `-F`: the ssh_config file (else ~/.ssh/config if it exists).
+    pub ssh_config: Option<std::path::PathBuf>,
 }
 
 /// One host of the run and, if it could be logged into, its session.
@@ -114,31 +118,56 @@ impl Dial for TunnelDial {
     }
 }
 
-/// The SSH endpoint of an inventory host, command-line overrides applied.
-pub fn endpoint_for(host: &Host, reach: &ReachOptions) -> Result<Endpoint, String> {
+/// The SSH endpoint of an inventory host. Precedence: command line, then
+/// inventory, then ssh_config (resolved by OpenSSH's `ssh -G`), then defaults.
+pub async fn endpoint_for(host: &Host, reach: &ReachOptions) -> Result<Endpoint, String> {
+    let cfg = match config::config_file(reach.ssh_config.as_deref()) {
+        Some(file) => Some(config::resolve(&host.address, &file).await?),
+        None => None,
+    };
+    let cfg = cfg.unwrap_or_default();
     let user = reach
         .user
         .clone()
         .or_else(|| host.user.clone())
+        .or_else(|| cfg.user.clone())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "root".to_string());
-    let jumps = match reach.jump.as_deref().or(host.jump.as_deref()) {
+    let address = cfg
+        .hostname
+        .clone()
+        .filter(|h| h != &host.address)
+        .unwrap_or_else(|| host.address.clone());
+    let identity_file = host
+        .private_key_file
+        .clone()
+        .or_else(|| cfg.identity_files.iter().find(|p| p.exists()).cloned());
+    let known_hosts_file = host
+        .known_hosts_file
+        .clone()
+        .or_else(|| cfg.known_hosts_files.iter().find(|p| p.exists()).cloned());
+    let jump_spec = reach
+        .jump
+        .clone()
+        .or_else(|| host.jump.clone())
+        .or(cfg.proxy_jump.clone());
+    let jumps = match jump_spec.as_deref() {
         Some(spec) if !spec.trim().is_empty() && spec.trim() != "none" => parse_jumps(
             spec,
             &user,
-            host.private_key_file.as_deref(),
-            host.known_hosts_file.as_deref(),
+            identity_file.as_deref(),
+            known_hosts_file.as_deref(),
         )
         .map_err(|e| format!("{}: {e}", host.name))?,
         _ => Vec::new(),
     };
     Ok(Endpoint {
         label: host.name.clone(),
-        host: host.address.clone(),
-        port: host.port.unwrap_or(22),
+        host: address,
+        port: host.port.or(cfg.port).unwrap_or(22),
         user,
-        identity_file: host.private_key_file.clone(),
-        known_hosts_file: host.known_hosts_file.clone(),
+        identity_file,
+        known_hosts_file,
         jumps,
     })
 }
@@ -151,7 +180,7 @@ pub async fn connect_all(
     reach: &ReachOptions,
 ) -> Vec<HostLink> {
     let tasks = hosts.iter().map(|h| async move {
-        let session = match endpoint_for(h, reach) {
+        let session = match endpoint_for(h, reach).await {
             Ok(ep) => connector.connect(&ep).await.map(Arc::new),
             Err(e) => Err(SshError::Unreachable {
                 host: h.name.clone(),
