@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::etcd::Version;
 use crate::events::Emitter;
 use crate::exit;
-use crate::inventory::{self, LoadOptions};
+use crate::inventory::{self, LoadOptions, Secret};
 use crate::ssh::{Connector, Payload, SshOptions};
 use crate::ui::{OutputFormat, Ui};
 use crate::upgrade::procedures::{self, UpgradeRequest};
@@ -235,6 +235,10 @@ pub struct Common {
     /// Run privileged steps with sudo on every host (like ansible_become).
     #[arg(long = "become")]
     pub become_: bool,
+    /// Ask once for the sudo password (else ETCDROLL_BECOME_PASS, else the
+    /// inventory's ansible_become_pass). It is fed to sudo on stdin only.
+    #[arg(short = 'K', long)]
+    pub ask_become_pass: bool,
     /// Do not use ssh-agent.
     #[arg(long)]
     pub no_agent: bool,
@@ -269,13 +273,21 @@ impl Common {
         }
     }
 
-    fn reach(&self) -> ReachOptions {
-        ReachOptions {
+    fn reach(&self) -> Result<ReachOptions, String> {
+        let become_password = if self.ask_become_pass {
+            Some(Secret(
+                rpassword::prompt_password("BECOME password: ").map_err(|e| format!("cannot read the password: {e}"))?,
+            ))
+        } else {
+            std::env::var("ETCDROLL_BECOME_PASS").ok().map(Secret)
+        };
+        Ok(ReachOptions {
+            become_password,
             jump: self.jump.clone(),
             user: self.user.clone(),
             become_: self.become_,
             ssh_config: self.ssh_config.clone(),
-        }
+        })
     }
 }
 
@@ -495,8 +507,15 @@ async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
             return None;
         }
     };
+    let reach = match common.reach() {
+        Ok(r) => r,
+        Err(e) => {
+            ui.error(&e);
+            return None;
+        }
+    };
     let emit = ui.emitter();
     let connector = Connector::new(common.ssh_options());
-    let links = upgrade::connect_all(&connector, &inv.hosts, &common.reach()).await;
+    let links = upgrade::connect_all(&connector, &inv.hosts, &reach).await;
     Some((ui, emit, links))
 }

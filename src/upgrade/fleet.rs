@@ -8,7 +8,7 @@ use futures::future::join_all;
 
 use crate::etcd::client::{url_host_port, BoxStream, Dial, DialFuture};
 use crate::etcd::EtcdClient;
-use crate::inventory::Host;
+use crate::inventory::{Host, Secret};
 use crate::ssh::{
     config, parse_jumps, Connector, Endpoint, ExecOutput, RemoteCommand, Session, SshError,
 };
@@ -22,6 +22,9 @@ pub struct ReachOptions {
     pub user: Option<String>,
     /// `--become`: run privileged steps with sudo.
     pub become_: bool,
+    /// The sudo password (`--ask-become-pass` or ETCDROLL_BECOME_PASS), for every
+    /// host; `ansible_become_pass` in the inventory is used where this is unset.
+    pub become_password: Option<Secret>,
     /// `-F`: the ssh_config file (else ~/.ssh/config if it exists).
     pub ssh_config: Option<std::path::PathBuf>,
 }
@@ -31,6 +34,8 @@ pub struct HostLink {
     pub host: Host,
     pub session: Result<Arc<Session>, SshError>,
     pub become_: bool,
+    /// Fed to `sudo -S` on stdin: never on a command line, never in output.
+    become_password: Option<Secret>,
 }
 
 impl HostLink {
@@ -48,28 +53,31 @@ impl HostLink {
         s.exec(cmd, None, limit).await
     }
 
-    /// The command as it must be sent: under `sudo -n` (never waits for a password
-    /// on a terminal that is not there) when the host asks for `become`.
-    pub fn privileged(&self, cmd: &RemoteCommand) -> RemoteCommand {
+    /// The command as it must be sent, and what to feed its stdin: under sudo when
+    /// the host asks for `become`: `sudo -n` (never waits for a password on a
+    /// terminal that is not there), or `sudo -S` with the password on stdin.
+    pub fn privileged(&self, cmd: &RemoteCommand) -> (RemoteCommand, Option<Vec<u8>>) {
         if !self.become_ {
-            return cmd.clone();
+            return (cmd.clone(), None);
         }
         let user = self.host.become_user.as_deref().unwrap_or("root");
-        RemoteCommand::new("sudo")
-            .arg("-n")
+        let (flags, input): (&[&str], _) = match &self.become_password {
+            Some(p) => (&["-S", "-k", "-p", ""], Some(format!("{}\n", p.0).into_bytes())),
+            None => (&["-n"], None),
+        };
+        let wrapped = RemoteCommand::new("sudo")
+            .args(flags)
             .arg("-u")
             .arg(user)
             .arg("--")
-            .raw(cmd.in_sh().as_str())
+            .raw(cmd.in_sh().as_str());
+        (wrapped, input)
     }
 
     /// Run a command with privilege when the host asks for `become`.
-    pub async fn run_privileged(
-        &self,
-        cmd: &RemoteCommand,
-        limit: Duration,
-    ) -> Result<ExecOutput, SshError> {
-        self.run(&self.privileged(cmd), limit).await
+    pub async fn run_privileged(&self, cmd: &RemoteCommand, limit: Duration) -> Result<ExecOutput, SshError> {
+        let (cmd, input) = self.privileged(cmd);
+        self.session()?.exec(&cmd, input.as_deref(), limit).await
     }
 
     /// Like `run_privileged`, reporting each stdout line as it arrives.
@@ -79,8 +87,9 @@ impl HostLink {
         limit: Duration,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ExecOutput, SshError> {
+        let (cmd, input) = self.privileged(cmd);
         self.session()?
-            .exec_streaming(&self.privileged(cmd), None, limit, on_line)
+            .exec_streaming(&cmd, input.as_deref(), limit, on_line)
             .await
     }
 
@@ -192,6 +201,7 @@ pub async fn connect_all(
             host: h.clone(),
             session,
             become_: reach.become_ || h.become_,
+            become_password: reach.become_password.clone().or_else(|| h.become_password.clone()),
         }
     });
     join_all(tasks).await
