@@ -276,7 +276,8 @@ impl Common {
     fn reach(&self) -> Result<ReachOptions, String> {
         let become_password = if self.ask_become_pass {
             Some(Secret(
-                rpassword::prompt_password("BECOME password: ").map_err(|e| format!("cannot read the password: {e}"))?,
+                rpassword::prompt_password("BECOME password: ")
+                    .map_err(|e| format!("cannot read the password: {e}"))?,
             ))
         } else {
             std::env::var("ETCDROLL_BECOME_PASS").ok().map(Secret)

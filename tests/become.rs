@@ -16,18 +16,36 @@ struct TestUser {
 impl TestUser {
     fn create(password: Option<&str>) -> TestUser {
         static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!("erop{}x{}", std::process::id() % 100000, N.fetch_add(1, Ordering::SeqCst));
-        let st = Command::new("useradd").args(["-m", "-s", "/bin/bash", &name]).status().unwrap();
+        let name = format!(
+            "erop{}x{}",
+            std::process::id() % 100000,
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let st = Command::new("useradd")
+            .args(["-m", "-s", "/bin/bash", &name])
+            .status()
+            .unwrap();
         assert!(st.success(), "useradd");
         match password {
             Some(p) => {
-                let mut c = Command::new("chpasswd").stdin(std::process::Stdio::piped()).spawn().unwrap();
+                let mut c = Command::new("chpasswd")
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
                 use std::io::Write;
-                c.stdin.take().unwrap().write_all(format!("{name}:{p}\n").as_bytes()).unwrap();
+                c.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("{name}:{p}\n").as_bytes())
+                    .unwrap();
                 assert!(c.wait().unwrap().success());
             }
             // Unlocked, without a password: sshd refuses locked accounts.
-            None => assert!(Command::new("usermod").args(["-p", "*", &name]).status().unwrap().success()),
+            None => assert!(Command::new("usermod")
+                .args(["-p", "*", &name])
+                .status()
+                .unwrap()
+                .success()),
         }
         let rule = match password {
             Some(_) => format!("{name} ALL=(ALL) ALL\n"),
@@ -41,7 +59,9 @@ impl TestUser {
 impl Drop for TestUser {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(format!("/etc/sudoers.d/{}", self.name));
-        let _ = Command::new("pkill").args(["-KILL", "-u", &self.name]).status();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.name])
+            .status();
         let _ = Command::new("userdel").args(["-r", &self.name]).output();
     }
 }
@@ -56,9 +76,10 @@ fn sudo_available() -> bool {
 
 fn as_user(lab: &Lab, s: &Scratch, user: &str) -> String {
     let inv = inventory(lab, s);
-    let text = std::fs::read_to_string(&inv)
-        .unwrap()
-        .replace("    ansible_user: root\n", &format!("    ansible_user: {user}\n    ansible_become: true\n"));
+    let text = std::fs::read_to_string(&inv).unwrap().replace(
+        "    ansible_user: root\n",
+        &format!("    ansible_user: {user}\n    ansible_become: true\n"),
+    );
     std::fs::write(&inv, text).unwrap();
     inv
 }
@@ -72,16 +93,51 @@ fn a_user_with_passwordless_sudo_upgrades_the_cluster() {
     let user = TestUser::create(None);
     let s = Scratch::new();
     let inv = as_user(&lab, &s, &user.name);
-    let out = etcdroll(s.dir.path(), &["exec", "-i", &inv, "--output", "json", "--", "id -un"]);
+    let out = etcdroll(
+        s.dir.path(),
+        &["exec", "-i", &inv, "--output", "json", "--", "id -un"],
+    );
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    assert!(of_kind(&events(&out), "exec_result").iter().all(|e| e["stdout"].as_str().unwrap().trim() == user.name), "{t}");
-    let out = etcdroll(s.dir.path(), &["exec", "-i", &inv, "--privileged", "--output", "json", "--", "id -un"]);
-    assert!(of_kind(&events(&out), "exec_result").iter().all(|e| e["stdout"].as_str().unwrap().trim() == "root"), "{}", text(&out));
+    assert!(
+        of_kind(&events(&out), "exec_result")
+            .iter()
+            .all(|e| e["stdout"].as_str().unwrap().trim() == user.name),
+        "{t}"
+    );
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "exec",
+            "-i",
+            &inv,
+            "--privileged",
+            "--output",
+            "json",
+            "--",
+            "id -un",
+        ],
+    );
+    assert!(
+        of_kind(&events(&out), "exec_result")
+            .iter()
+            .all(|e| e["stdout"].as_str().unwrap().trim() == "root"),
+        "{}",
+        text(&out)
+    );
 
     let out = etcdroll(
         s.dir.path(),
-        &["upgrade", "-i", &inv, "--binary", &etcd_bin("3.5.1", "etcd"), "--yes", "--output", "json"],
+        &[
+            "upgrade",
+            "-i",
+            &inv,
+            "--binary",
+            &etcd_bin("3.5.1", "etcd"),
+            "--yes",
+            "--output",
+            "json",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for m in &lab.members {
@@ -103,13 +159,33 @@ fn a_sudo_password_is_used_and_never_shown() {
     let s = Scratch::new();
     let inv = as_user(&lab, &s, &user.name);
     // Without the password, sudo refuses (it never waits for one).
-    let out = etcdroll(s.dir.path(), &["check", "-i", &inv, "--binary", &etcd_bin("3.5.1", "etcd"), "--output", "plain"]);
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "check",
+            "-i",
+            &inv,
+            "--binary",
+            &etcd_bin("3.5.1", "etcd"),
+            "--output",
+            "plain",
+        ],
+    );
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
 
     for format in ["json", "plain"] {
         let mut cmd = etcdroll_cmd(
             s.dir.path(),
-            &["upgrade", "-i", &inv, "--binary", &etcd_bin("3.5.1", "etcd"), "--yes", "--output", format],
+            &[
+                "upgrade",
+                "-i",
+                &inv,
+                "--binary",
+                &etcd_bin("3.5.1", "etcd"),
+                "--yes",
+                "--output",
+                format,
+            ],
         );
         cmd.env("ETCDROLL_BECOME_PASS", password);
         let out = cmd.output().unwrap();
@@ -118,7 +194,19 @@ fn a_sudo_password_is_used_and_never_shown() {
         assert!(!t.contains(password), "the password leaked:\n{t}");
     }
     // A wrong password fails cleanly, and is not shown either.
-    let mut cmd = etcdroll_cmd(s.dir.path(), &["exec", "-i", &inv, "--privileged", "--output", "json", "--", "true"]);
+    let mut cmd = etcdroll_cmd(
+        s.dir.path(),
+        &[
+            "exec",
+            "-i",
+            &inv,
+            "--privileged",
+            "--output",
+            "json",
+            "--",
+            "true",
+        ],
+    );
     cmd.env("ETCDROLL_BECOME_PASS", "wrong-password-xyz");
     let out = cmd.output().unwrap();
     let t = text(&out);

@@ -6,7 +6,12 @@ use etcdroll::inventory::{load, LoadOptions};
 
 #[test]
 fn example_inventories_parse() {
-    for (file, n) in [("inventory/lab.yml", 3), ("inventory/kubespray.ini", 3)] {
+    for (file, n) in [
+        ("inventory/lab.yml", 3),
+        ("inventory/kubespray.ini", 3),
+        ("inventory/bastion.yml", 3),
+        ("inventory/tls-kubeadm.yml", 3),
+    ] {
         let inv = load(
             Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/"))
                 .join(file)

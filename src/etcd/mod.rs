@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod tls;
 mod version;
 
 pub use client::{EtcdClient, EtcdError, Health, Member, MemberStatus, VersionInfo};

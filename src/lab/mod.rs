@@ -9,7 +9,7 @@
 //! bridge. Behind bastions, each further network takes a slot of its own and its
 //! bridge lives inside the bastion's namespace, so only that bastion reaches it.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -32,6 +32,10 @@ pub struct LabSpec {
     pub bastions: usize,
     pub enable_v2: bool,
     pub start_etcd: bool,
+    /// Clients over TLS with client certificates (`--client-cert-auth`); peers stay plain.
+    pub tls: bool,
+    /// Hosts get only IPv6 addresses (a ULA prefix of the lab's own).
+    pub ipv6: bool,
 }
 
 impl Default for LabSpec {
@@ -43,6 +47,8 @@ impl Default for LabSpec {
             bastions: 0,
             enable_v2: false,
             start_etcd: true,
+            tls: false,
+            ipv6: false,
         }
     }
 }
@@ -51,7 +57,10 @@ impl Default for LabSpec {
 pub struct LabHost {
     pub name: String,
     pub netns: String,
+    /// The host's IPv4 address (unassigned in an IPv6 lab).
     pub addr: Ipv4Addr,
+    /// The host's IPv6 address, in an IPv6 lab.
+    pub addr6: Option<Ipv6Addr>,
     pub dir: PathBuf,
     pub etcd_binary: PathBuf,
     pub etcdctl_binary: PathBuf,
@@ -59,6 +68,36 @@ pub struct LabHost {
     pub backup_dir: PathBuf,
     pub service_script: PathBuf,
     pub is_member: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabTls {
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl LabHost {
+    /// The address clients use: IPv6 in an IPv6 lab, else IPv4.
+    pub fn ip(&self) -> IpAddr {
+        match self.addr6 {
+            Some(a) => IpAddr::V6(a),
+            None => IpAddr::V4(self.addr),
+        }
+    }
+}
+
+/// `scheme://host:port`, brackets around IPv6.
+fn url(scheme: &str, ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{scheme}://{a}:{port}"),
+        IpAddr::V6(a) => format!("{scheme}://[{a}]:{port}"),
+    }
+}
+
+/// The lab's own ULA prefix (not fd00::/64, which the machine uses).
+fn addr6(slot: u32, host: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd65, 0x7463, 0x6472, slot as u16, 0, 0, 0, host as u16)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,7 +112,11 @@ pub struct Lab {
     pub client_key: PathBuf,
     pub known_hosts: PathBuf,
     pub version: String,
+    /// CA, client certificate and key, in a TLS lab.
+    pub tls: Option<LabTls>,
     namespaces: Vec<String>,
+    #[serde(default)]
+    ipv6: bool,
     #[serde(skip)]
     keep: bool,
     #[serde(skip)]
@@ -199,7 +242,9 @@ impl Lab {
             client_key: dir.join("id_ed25519"),
             known_hosts: dir.join("known_hosts"),
             version: spec.version.clone(),
+            tls: None,
             namespaces: Vec::new(),
+            ipv6: false,
             keep: false,
             torn_down: false,
         };
@@ -241,6 +286,14 @@ impl Lab {
             "dev",
             &br,
         ])?;
+        if spec.ipv6 && spec.bastions > 0 {
+            bail!("the lab does not combine IPv6 and bastions");
+        }
+        self.ipv6 = spec.ipv6;
+        if spec.ipv6 {
+            let a6 = format!("{}/64", addr6(root_slot, 1));
+            ip(&["-6", "addr", "add", &a6, "dev", &br, "nodad"])?;
+        }
         ip(&["link", "set", &br, "up"])?;
         let mut net = Net {
             slot: root_slot,
@@ -290,7 +343,7 @@ impl Lab {
                 let (Some(a), Some(k)) = (parts.next(), parts.next()) else {
                     bail!("bad host key file for {}", h.name)
                 };
-                kh.push_str(&format!("{} {a} {k}\n", h.addr));
+                kh.push_str(&format!("{} {a} {k}\n", h.ip()));
             }
         }
         std::fs::write(&self.known_hosts, kh)?;
@@ -349,7 +402,21 @@ impl Lab {
             }
         };
         let a = addr(net.slot, last);
-        ip(&["-n", ns, "addr", "add", &format!("{a}/24"), "dev", "eth0"])?;
+        let a6 = self.ipv6.then(|| addr6(net.slot, last));
+        match a6 {
+            Some(a6) => ip(&[
+                "-n",
+                ns,
+                "-6",
+                "addr",
+                "add",
+                &format!("{a6}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?,
+            None => ip(&["-n", ns, "addr", "add", &format!("{a}/24"), "dev", "eth0"])?,
+        };
         ip(&["-n", ns, "link", "set", "eth0", "up"])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
 
@@ -362,8 +429,12 @@ impl Lab {
                 .args(["-q", "-t", t, "-N", "", "-C", name, "-f"])
                 .arg(dir.join(format!("ssh_host_{t}_key"))))?;
         }
+        let listen = match a6 {
+            Some(a6) => format!("[{a6}]:22"),
+            None => format!("{a}:22"),
+        };
         let config = format!(
-            "ListenAddress {a}:22\nListenAddress 127.0.0.1:22\nHostKey {d}/ssh_host_ed25519_key\nHostKey {d}/ssh_host_ecdsa_key\n\
+            "ListenAddress {listen}\nListenAddress 127.0.0.1:22\nHostKey {d}/ssh_host_ed25519_key\nHostKey {d}/ssh_host_ecdsa_key\n\
              PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
              StrictModes no\nAuthorizedKeysFile {auth} .ssh/authorized_keys\nPidFile {d}/sshd.pid\nLogLevel ERROR\n\
              MaxStartups 200\nMaxSessions 100\nSubsystem sftp internal-sftp\nAllowTcpForwarding yes\nPermitTunnel no\n",
@@ -378,6 +449,7 @@ impl Lab {
             name: name.to_string(),
             netns: ns.to_string(),
             addr: a,
+            addr6: a6,
             etcd_binary: dir.join("bin/etcd"),
             etcdctl_binary: dir.join("bin/etcdctl"),
             data_dir: dir.join("data"),
@@ -410,11 +482,20 @@ impl Lab {
         Ok(())
     }
 
-    fn write_etcd_flags(&self, spec: &LabSpec) -> Result<()> {
+    fn write_etcd_flags(&mut self, spec: &LabSpec) -> Result<()> {
+        if spec.tls {
+            self.tls = Some(self.make_pki()?);
+        }
+        let client_scheme = if spec.tls { "https" } else { "http" };
+        let local = if spec.ipv6 {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        };
         let cluster: Vec<String> = self
             .members
             .iter()
-            .map(|m| format!("{}=http://{}:2380", m.name, m.addr))
+            .map(|m| format!("{}={}", m.name, url("http", m.ip(), 2380)))
             .collect();
         for m in &self.members {
             let mut flags = vec![
@@ -423,13 +504,17 @@ impl Lab {
                 "--data-dir".into(),
                 m.data_dir.display().to_string(),
                 "--listen-client-urls".into(),
-                format!("http://{}:2379,http://127.0.0.1:2379", m.addr),
+                format!(
+                    "{},{}",
+                    url(client_scheme, m.ip(), 2379),
+                    url(client_scheme, local, 2379)
+                ),
                 "--advertise-client-urls".into(),
-                format!("http://{}:2379", m.addr),
+                url(client_scheme, m.ip(), 2379),
                 "--listen-peer-urls".into(),
-                format!("http://{}:2380", m.addr),
+                url("http", m.ip(), 2380),
                 "--initial-advertise-peer-urls".into(),
-                format!("http://{}:2380", m.addr),
+                url("http", m.ip(), 2380),
                 "--initial-cluster".into(),
                 cluster.join(","),
                 "--initial-cluster-state".into(),
@@ -439,6 +524,18 @@ impl Lab {
             ];
             if spec.enable_v2 {
                 flags.push("--enable-v2".into());
+            }
+            if let Some(t) = &self.tls {
+                let pki = self.dir.join("pki");
+                flags.extend([
+                    "--cert-file".to_string(),
+                    pki.join(format!("{}.pem", m.name)).display().to_string(),
+                    "--key-file".into(),
+                    pki.join(format!("{}.key", m.name)).display().to_string(),
+                    "--trusted-ca-file".into(),
+                    t.ca.display().to_string(),
+                    "--client-cert-auth".into(),
+                ]);
             }
             let line: Vec<String> = flags
                 .iter()
@@ -453,9 +550,119 @@ impl Lab {
         Ok(())
     }
 
+    /// A CA, a certificate per member (server and client use, for its IP and
+    /// loopback) and a client certificate, made with openssl.
+    fn make_pki(&self) -> Result<LabTls> {
+        let pki = self.dir.join("pki");
+        std::fs::create_dir_all(&pki)?;
+        let ossl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(&pki));
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec![
+            "req",
+            "-x509",
+            "-days",
+            "3",
+            "-subj",
+            "/CN=etcdroll-lab-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ];
+        ca.extend(ec);
+        ossl(&ca)?;
+        let sign = |name: &str, ext: &str| -> Result<()> {
+            let (key, csr, pem) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+            );
+            let subj = format!("/CN={name}");
+            let mut req = vec![
+                "req",
+                "-subj",
+                subj.as_str(),
+                "-keyout",
+                key.as_str(),
+                "-out",
+                csr.as_str(),
+            ];
+            req.extend(ec);
+            ossl(&req)?;
+            let extfile = format!("{name}.ext");
+            std::fs::write(pki.join(&extfile), ext)?;
+            ossl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "3",
+                "-out",
+                &pem,
+                "-extfile",
+                &extfile,
+            ])?;
+            Ok(())
+        };
+        for m in &self.members {
+            let local = if self.ipv6 { "::1" } else { "127.0.0.1" };
+            sign(
+                &m.name,
+                &format!(
+                    "subjectAltName=IP:{},IP:{local},DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+                    m.ip()
+                ),
+            )?;
+        }
+        sign("client", "extendedKeyUsage=clientAuth\n")?;
+        Ok(LabTls {
+            ca: pki.join("ca.pem"),
+            client_cert: pki.join("client.pem"),
+            client_key: pki.join("client.key"),
+        })
+    }
+
+    /// etcdctl's TLS flags in a TLS lab.
+    fn etcdctl_tls_args(&self) -> Vec<String> {
+        match &self.tls {
+            Some(t) => vec![
+                "--cacert".into(),
+                t.ca.display().to_string(),
+                "--cert".into(),
+                t.client_cert.display().to_string(),
+                "--key".into(),
+                t.client_key.display().to_string(),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// The client URL of a member as seen from its own host.
+    pub fn local_client_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let local = if self.ipv6 {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        };
+        url(scheme, local, 2379)
+    }
+
     fn wait_sshd(&self, h: &LabHost) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let probe = format!("exec 3<>/dev/tcp/{}/22", h.addr);
+        let probe = format!("exec 3<>/dev/tcp/{}/22", h.ip());
         loop {
             let ok = Command::new("ip")
                 .args(["netns", "exec", &h.netns, "bash", "-c", &probe])
@@ -466,7 +673,7 @@ impl Lab {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("sshd on {} ({}) did not start listening", h.name, h.addr);
+                bail!("sshd on {} ({}) did not start listening", h.name, h.ip());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -477,17 +684,19 @@ impl Lab {
         let Some(m0) = self.members.first() else {
             return Ok(());
         };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let eps: Vec<String> = self
             .members
             .iter()
-            .map(|m| format!("http://{}:2379", m.addr))
+            .map(|m| url(scheme, m.ip(), 2379))
             .collect();
+        let tls = self.etcdctl_tls_args().join(" ");
         let deadline = Instant::now() + limit;
         loop {
             let out = self.run_in(
                 m0,
                 &format!(
-                    "ETCDCTL_API=3 {} --endpoints {} --dial-timeout 1s --command-timeout 2s endpoint health",
+                    "ETCDCTL_API=3 {} --endpoints {} {tls} --dial-timeout 1s --command-timeout 2s endpoint health",
                     m0.etcdctl_binary.display(),
                     eps.join(",")
                 ),
@@ -526,7 +735,8 @@ impl Lab {
         let out = Command::new("ip")
             .args(["netns", "exec", &host.netns])
             .arg(&host.etcdctl_binary)
-            .args(["--endpoints", "http://127.0.0.1:2379"])
+            .args(["--endpoints", &self.local_client_url()])
+            .args(self.etcdctl_tls_args())
             .args(args)
             .env("ETCDCTL_API", "3")
             .output()?;
@@ -541,7 +751,11 @@ impl Lab {
     }
 
     pub fn member_client_url(&self, host: &LabHost) -> String {
-        format!("http://{}:2379", host.addr)
+        url(
+            if self.tls.is_some() { "https" } else { "http" },
+            host.ip(),
+            2379,
+        )
     }
 
     pub fn stop_sshd(&self, host: &LabHost) -> Result<()> {
@@ -570,6 +784,14 @@ impl Lab {
             "    etcdroll_known_hosts: {}\n",
             self.known_hosts.display()
         ));
+        if let Some(t) = &self.tls {
+            y.push_str(&format!(
+                "    etcd_cacert: {}\n    etcd_cert: {}\n    etcd_key: {}\n",
+                t.ca.display(),
+                t.client_cert.display(),
+                t.client_key.display()
+            ));
+        }
         if !self.bastions.is_empty() {
             let hops: Vec<String> = self
                 .bastions
@@ -584,14 +806,15 @@ impl Lab {
             for m in &self.members {
                 let d = m.dir.display();
                 y.push_str(&format!(
-                    "        {name}:\n          ansible_host: {addr}\n          etcd_binary: {d}/bin/etcd\n          \
+                    "        {name}:\n          ansible_host: \"{addr}\"\n          etcd_binary: {d}/bin/etcd\n          \
                      etcdctl_binary: {d}/bin/etcdctl\n          etcd_data_dir: {d}/data\n          \
-                     etcd_backup_dir: {d}/backup\n          etcd_client_url: http://127.0.0.1:2379\n          \
+                     etcd_backup_dir: {d}/backup\n          etcd_client_url: {client}\n          \
                      etcd_service_manager: command\n          etcd_start_cmd: {d}/etcd-service start\n          \
                      etcd_stop_cmd: {d}/etcd-service stop\n          etcd_status_cmd: {d}/etcd-service status\n          \
                      etcd_logs_cmd: {d}/etcd-service logs\n",
                     name = m.name,
-                    addr = m.addr,
+                    addr = m.ip(),
+                    client = self.local_client_url(),
                 ));
             }
         }
@@ -599,8 +822,9 @@ impl Lab {
             y.push_str("    hosts:\n      hosts:\n");
             for h in &self.plain_hosts {
                 y.push_str(&format!(
-                    "        {}:\n          ansible_host: {}\n",
-                    h.name, h.addr
+                    "        {}:\n          ansible_host: \"{}\"\n",
+                    h.name,
+                    h.ip()
                 ));
             }
         }

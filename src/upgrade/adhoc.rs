@@ -113,7 +113,7 @@ pub async fn status(links: &[HostLink], limit: Duration, emit: &Emitter) -> i32 
     // Names come from the member list, asked of any member that answers.
     let mut names = std::collections::HashMap::new();
     for link in links {
-        if let Ok(mut c) = link.etcd_client(limit) {
+        if let Ok(mut c) = link.etcd_client(limit).await {
             if let Ok(ms) = c.members().await {
                 for m in ms {
                     names.insert(format!("{:x}", m.id), m.name);
@@ -174,7 +174,7 @@ async fn member_row(link: &HostLink, limit: Duration) -> MemberRow {
         db_size: 0,
         error: None,
     };
-    let mut client = match link.etcd_client(limit) {
+    let mut client = match link.etcd_client(limit).await {
         Ok(c) => c,
         Err(e) => {
             row.error = Some(e);

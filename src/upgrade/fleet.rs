@@ -7,11 +7,13 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::etcd::client::{url_host_port, BoxStream, Dial, DialFuture};
-use crate::etcd::EtcdClient;
+use crate::etcd::{tls, EtcdClient};
 use crate::inventory::{Host, Secret};
 use crate::ssh::{
     config, parse_jumps, Connector, Endpoint, ExecOutput, RemoteCommand, Session, SshError,
 };
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
 /// Settings for how hosts are reached, from the command line.
 #[derive(Clone, Debug, Default)]
@@ -62,7 +64,10 @@ impl HostLink {
         }
         let user = self.host.become_user.as_deref().unwrap_or("root");
         let (flags, input): (&[&str], _) = match &self.become_password {
-            Some(p) => (&["-S", "-k", "-p", ""], Some(format!("{}\n", p.0).into_bytes())),
+            Some(p) => (
+                &["-S", "-k", "-p", ""],
+                Some(format!("{}\n", p.0).into_bytes()),
+            ),
             None => (&["-n"], None),
         };
         let wrapped = RemoteCommand::new("sudo")
@@ -75,7 +80,11 @@ impl HostLink {
     }
 
     /// Run a command with privilege when the host asks for `become`.
-    pub async fn run_privileged(&self, cmd: &RemoteCommand, limit: Duration) -> Result<ExecOutput, SshError> {
+    pub async fn run_privileged(
+        &self,
+        cmd: &RemoteCommand,
+        limit: Duration,
+    ) -> Result<ExecOutput, SshError> {
         let (cmd, input) = self.privileged(cmd);
         self.session()?.exec(&cmd, input.as_deref(), limit).await
     }
@@ -94,18 +103,61 @@ impl HostLink {
     }
 
     /// An HTTP client for this host's etcd member, through a tunnel on its session.
-    pub fn etcd_client(&self, timeout: Duration) -> Result<EtcdClient, String> {
+    /// For an https client URL, the CA, certificate and key named by the inventory
+    /// are read from the host into memory and TLS runs inside the tunnel.
+    pub async fn etcd_client(&self, timeout: Duration) -> Result<EtcdClient, String> {
         let s = self.session().map_err(|e| e.to_string())?.clone();
-        let (host, port) = url_host_port(&self.host.etcd.client_url)?;
+        let url = &self.host.etcd.client_url;
+        let (host, port) = url_host_port(url)?;
+        let tls = if url.starts_with("https://") {
+            let vars = &self.host.etcd;
+            let ca = vars.cacert.as_deref().ok_or_else(|| {
+                format!("{}: {url} is https but etcd_cacert is not set", self.name())
+            })?;
+            let ca = self.read_file(ca, timeout).await?;
+            let client = match (&vars.cert, &vars.key) {
+                (Some(c), Some(k)) => Some((
+                    self.read_file(c, timeout).await?,
+                    self.read_file(k, timeout).await?,
+                )),
+                _ => None,
+            };
+            let connector = tls::connector(
+                &ca,
+                client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+            )
+            .map_err(|e| format!("{}: {e}", self.name()))?;
+            Some((connector, tls::server_name(&host)?))
+        } else {
+            None
+        };
         Ok(EtcdClient::new(
-            &self.host.etcd.client_url,
+            url,
             Box::new(TunnelDial {
                 session: s,
                 host,
                 port,
+                tls,
             }),
             timeout,
         ))
+    }
+
+    /// A file's bytes, read on the host (with privilege when asked: keys are often
+    /// root-only). Kept in memory only.
+    async fn read_file(&self, path: &str, limit: Duration) -> Result<Vec<u8>, String> {
+        let out = self
+            .run_privileged(&RemoteCommand::new("cat").arg("--").arg(path), limit)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !out.success() {
+            return Err(format!(
+                "{}: cannot read {path}: {}",
+                self.name(),
+                out.last_error_line()
+            ));
+        }
+        Ok(out.stdout)
     }
 }
 
@@ -113,16 +165,27 @@ struct TunnelDial {
     session: Arc<Session>,
     host: String,
     port: u16,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
 impl Dial for TunnelDial {
     fn dial(&self) -> DialFuture<'_> {
         Box::pin(async move {
-            self.session
+            let stream = self
+                .session
                 .tunnel(&self.host, self.port)
                 .await
-                .map(|s| Box::new(s) as BoxStream)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            match &self.tls {
+                None => Ok(Box::new(stream) as BoxStream),
+                Some((connector, name)) => connector
+                    .connect(name.clone(), stream)
+                    .await
+                    .map(|s| Box::new(s) as BoxStream)
+                    .map_err(|e| {
+                        format!("TLS handshake with {}:{} failed: {e}", self.host, self.port)
+                    }),
+            }
         })
     }
 }
@@ -201,7 +264,10 @@ pub async fn connect_all(
             host: h.clone(),
             session,
             become_: reach.become_ || h.become_,
-            become_password: reach.become_password.clone().or_else(|| h.become_password.clone()),
+            become_password: reach
+                .become_password
+                .clone()
+                .or_else(|| h.become_password.clone()),
         }
     });
     join_all(tasks).await

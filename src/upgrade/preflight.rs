@@ -164,7 +164,7 @@ async fn survey_member(
         )),
         Err(e) => m.problems.push(format!("the pre-flight probe failed: {e}")),
     }
-    let mut client = match link.etcd_client(limits.command) {
+    let mut client = match link.etcd_client(limits.command).await {
         Ok(c) => c,
         Err(e) => {
             m.problems.push(e);
