@@ -14,7 +14,8 @@ use crate::exit;
 use crate::inventory::{self, LoadOptions, Secret};
 use crate::ssh::{Connector, Payload, SshOptions};
 use crate::ui::{OutputFormat, Ui};
-use crate::upgrade::procedures::{self, UpgradeRequest};
+use crate::upgrade::lock::{self, LockInfo};
+use crate::upgrade::procedures::{self, LockRequest, UpgradeRequest};
 use crate::upgrade::roll::{Interrupt, RollOptions, Target};
 use crate::upgrade::{self, adhoc, HostLink, ReachOptions};
 
@@ -251,6 +252,9 @@ pub struct Common {
     /// Limit for SSH authentication, per host.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     pub auth_timeout: Duration,
+    /// Remove a stale run lock (left by a run that died) after showing it.
+    #[arg(long)]
+    pub break_lock: bool,
     /// Limit for each remote command and HTTP request.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub command_timeout: Duration,
@@ -364,12 +368,14 @@ async fn run(cli: Cli) -> i32 {
             };
             let interrupt = Arc::new(Interrupt::default());
             let records = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let opts = waits.roll_options(&common, settle);
+            let run = opts.run_id.clone();
             let interactive = std::io::stdin().is_terminal() && !ui.is_json();
             let confirm_ui = ui.clone();
             let req = UpgradeRequest {
                 links: &links,
                 target,
-                opts: waits.roll_options(&common, settle),
+                opts,
                 dry_run,
                 confirm: Box::new(move |steps: &[String]| {
                     if yes || !interactive {
@@ -379,9 +385,12 @@ async fn run(cli: Cli) -> i32 {
                 }),
                 interrupt: interrupt.clone(),
                 records: records.clone(),
+                lock: lock_request(&common, &run),
             };
             let code =
                 with_interrupts(procedures::upgrade(req, &emit), &interrupt, &records, &emit).await;
+            // Released on every way out, including a hard stop (only our own lock).
+            lock::release_all(&links, &run, common.command_timeout).await;
             ui.finish();
             code
         }
@@ -401,13 +410,15 @@ async fn run(cli: Cli) -> i32 {
             let interrupt = Arc::new(Interrupt::default());
             let records = Arc::new(std::sync::Mutex::new(Vec::new()));
             let opts = waits.roll_options(&common, Duration::ZERO);
+            let lock = lock_request(&common, &opts.run_id);
             let code = with_interrupts(
-                procedures::rollback(&links, &opts, &emit, interrupt.clone()),
+                procedures::rollback(&links, &opts, &emit, interrupt.clone(), &lock),
                 &interrupt,
                 &records,
                 &emit,
             )
             .await;
+            lock::release_all(&links, &opts.run_id, common.command_timeout).await;
             ui.finish();
             code
         }
@@ -416,10 +427,19 @@ async fn run(cli: Cli) -> i32 {
                 return exit::USAGE;
             };
             let opts = waits.roll_options(&common, Duration::ZERO);
-            let code = procedures::backup(&links, &opts, &emit).await;
+            let lock = lock_request(&common, &opts.run_id);
+            let code = procedures::backup(&links, &opts, &emit, &lock).await;
+            lock::release_all(&links, &opts.run_id, common.command_timeout).await;
             ui.finish();
             code
         }
+    }
+}
+
+fn lock_request(common: &Common, run_id: &str) -> LockRequest {
+    LockRequest {
+        info: LockInfo::for_this_run(run_id),
+        break_lock: common.break_lock,
     }
 }
 

@@ -192,3 +192,81 @@ fn backup_takes_a_snapshot_of_every_member() {
         assert!(meta.len() > 0);
     }
 }
+
+#[test]
+fn a_second_run_fails_at_once_naming_the_first_and_a_stale_lock_can_be_broken() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let bin = etcd_bin("3.5.1", "etcd");
+    let mut first = etcdroll_cmd(
+        s.dir.path(),
+        &[
+            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "step" && v["step"] == "stopping" {
+            break;
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let second = etcdroll(
+        s.dir.path(),
+        &[
+            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "plain",
+        ],
+    );
+    let t = text(&second);
+    assert_eq!(second.status.code(), Some(3), "{t}");
+    assert!(t.contains("locked by another etcdroll: run "), "{t}");
+    assert!(
+        t.contains("--binary"),
+        "the holder's command line is shown: {t}"
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "fails at once"
+    );
+    for _ in lines {}
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    let again = etcdroll(
+        s.dir.path(),
+        &[
+            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "plain",
+        ],
+    );
+    let t = text(&again);
+    assert_eq!(again.status.code(), Some(0), "{t}");
+    assert!(t.contains("nothing to do"), "{t}");
+
+    // A lock left by a run that died: refused, then broken on request.
+    let lock_dir = lab.members[1].dir.join("run");
+    std::fs::create_dir_all(&lock_dir).unwrap();
+    std::fs::write(
+        lock_dir.join("etcdroll.lock"),
+        "run_id=deadbeef\noperator=alice\ncontroller=laptop\nstarted=2026-01-01T00:00:00Z\ncommand=etcdroll upgrade\n",
+    )
+    .unwrap();
+    let out = etcdroll(s.dir.path(), &["backup", "-i", &inv, "--output", "plain"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(t.contains("run deadbeef by alice on laptop"), "{t}");
+    let out = etcdroll(
+        s.dir.path(),
+        &["backup", "-i", &inv, "--break-lock", "--output", "plain"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("removed the lock of run deadbeef"), "{t}");
+    assert!(
+        !lock_dir.join("etcdroll.lock").exists(),
+        "our own lock is released too"
+    );
+}

@@ -40,6 +40,8 @@ pub struct Host {
     /// Jump hosts (ProxyJump syntax), from `etcdroll_jump` or `ansible_ssh_common_args`.
     pub jump: Option<String>,
     pub known_hosts_file: Option<PathBuf>,
+    /// Where the run lock lives on the host (`etcdroll_lock_dir`).
+    pub lock_dir: String,
     /// `etcd_cluster`, else the selected group's name.
     pub cluster: String,
     pub etcd: EtcdVars,
@@ -421,6 +423,7 @@ const KNOWN_OURS: &[&str] = &[
     "etcd_member_name",
     "etcdroll_jump",
     "etcdroll_known_hosts",
+    "etcdroll_lock_dir",
 ];
 
 /// kubespray's etcd variables: accepted and ignored, so its inventories work as they are.
@@ -598,6 +601,7 @@ fn build_host(
         become_password: None,
         jump: None,
         known_hosts_file: None,
+        lock_dir: "/run/etcdroll".to_string(),
         cluster: group.to_string(),
         etcd: EtcdVars::default(),
         location,
@@ -630,6 +634,7 @@ fn build_host(
             }
             "etcdroll_jump" => h.jump = s()?,
             "etcdroll_known_hosts" => h.known_hosts_file = s()?.map(|p| expand_home(&p)),
+            "etcdroll_lock_dir" => h.lock_dir = required(v)?,
             "etcd_binary" => h.etcd.binary = required(v)?,
             "etcdctl_binary" => {
                 h.etcd.etcdctl_binary = required(v)?;

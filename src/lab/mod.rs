@@ -811,7 +811,7 @@ impl Lab {
                      etcd_backup_dir: {d}/backup\n          etcd_client_url: {client}\n          \
                      etcd_service_manager: command\n          etcd_start_cmd: {d}/etcd-service start\n          \
                      etcd_stop_cmd: {d}/etcd-service stop\n          etcd_status_cmd: {d}/etcd-service status\n          \
-                     etcd_logs_cmd: {d}/etcd-service logs\n",
+                     etcd_logs_cmd: {d}/etcd-service logs\n          etcdroll_lock_dir: {d}/run\n",
                     name = m.name,
                     addr = m.ip(),
                     client = self.local_client_url(),

@@ -3,6 +3,7 @@
 
 pub mod adhoc;
 pub mod fleet;
+pub mod lock;
 
 pub use fleet::{connect_all, endpoint_for, HostLink, ReachOptions};
 pub mod preflight;

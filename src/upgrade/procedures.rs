@@ -13,6 +13,7 @@ use crate::exit;
 use crate::ssh::RemoteCommand;
 
 use super::fleet::HostLink;
+use super::lock::LockInfo;
 use super::preflight::{survey, ClusterView, SurveyLimits};
 use super::roll::{
     summary_rows, Interrupt, MemberRecord, Records, Roll, RollEnd, RollOptions, Target,
@@ -31,6 +32,38 @@ fn finish(emit: &Emitter, code: i32, message: String) -> i32 {
         message: Some(message),
     });
     code
+}
+
+/// Take the run lock on every member (after `--break-lock` removed stale ones).
+/// Returns the exit code to stop with when the lock cannot be had.
+async fn take_lock(
+    links: &[HostLink],
+    lock: &LockRequest,
+    opts: &RollOptions,
+    emit: &Emitter,
+) -> Result<(), i32> {
+    if lock.break_lock {
+        for message in super::lock::break_all(links, opts.command_timeout).await {
+            emit(Event::Warning {
+                host: None,
+                message,
+            });
+        }
+    }
+    match super::lock::acquire_all(links, &lock.info, opts.command_timeout).await {
+        Ok(()) => Ok(()),
+        Err(why) => Err(finish(
+            emit,
+            exit::REFUSED,
+            format!("REFUSED, nothing was changed:\n  {why}"),
+        )),
+    }
+}
+
+/// The run lock to take before changing anything.
+pub struct LockRequest {
+    pub info: LockInfo,
+    pub break_lock: bool,
 }
 
 fn unreachable_code(links: &[HostLink]) -> Option<i32> {
@@ -150,6 +183,7 @@ pub struct UpgradeRequest<'a> {
     pub confirm: Confirm<'a>,
     pub interrupt: Arc<Interrupt>,
     pub records: Records,
+    pub lock: LockRequest,
 }
 
 /// `upgrade`: pre-flight, stage, roll, finish.
@@ -162,8 +196,15 @@ pub async fn upgrade(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
         confirm,
         interrupt,
         records,
+        lock,
     } = req;
     let started = Instant::now();
+    // The lock comes first, so a second operator learns at once who is running.
+    if !dry_run && unreachable_code(links).is_none() {
+        if let Err(code) = take_lock(links, &lock, &opts, emit).await {
+            return code;
+        }
+    }
     let mut view = survey(links, Some(target.version), limits(&opts)).await;
     for row in view.check_rows(Some(target.version)) {
         emit(Event::Check(row));
@@ -336,8 +377,14 @@ pub async fn rollback(
     opts: &RollOptions,
     emit: &Emitter,
     interrupt: Arc<Interrupt>,
+    lock: &LockRequest,
 ) -> i32 {
     let started = Instant::now();
+    if unreachable_code(links).is_none() {
+        if let Err(code) = take_lock(links, lock, opts, emit).await {
+            return code;
+        }
+    }
     let mut view = survey(links, None, limits(opts)).await;
     emit_cluster_line(&view, emit);
     if view.refused() {
@@ -506,7 +553,17 @@ pub async fn rollback(
 }
 
 /// `backup`: the online snapshot of every member, without upgrading.
-pub async fn backup(links: &[HostLink], opts: &RollOptions, emit: &Emitter) -> i32 {
+pub async fn backup(
+    links: &[HostLink],
+    opts: &RollOptions,
+    emit: &Emitter,
+    lock: &LockRequest,
+) -> i32 {
+    if unreachable_code(links).is_none() {
+        if let Err(code) = take_lock(links, lock, opts, emit).await {
+            return code;
+        }
+    }
     let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
         .to_string()
         .replace(':', "");

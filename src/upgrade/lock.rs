@@ -1,0 +1,150 @@
+//! The run lock: one file per member, created atomically (`set -C`, O_EXCL) before
+//! anything changes, so a second operator's run fails at once and names the first.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::ssh::{quote, RemoteCommand};
+
+use super::fleet::HostLink;
+
+/// Who holds a lock: written into the lock file, shown to whoever finds it.
+#[derive(Clone, Debug)]
+pub struct LockInfo {
+    pub run_id: String,
+    pub operator: String,
+    pub controller: String,
+    pub started: String,
+    pub command: String,
+}
+
+impl LockInfo {
+    pub fn for_this_run(run_id: &str) -> LockInfo {
+        let operator = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".into());
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname writes at most buf.len() bytes into buf.
+        let controller = if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+            let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+            String::from_utf8_lossy(&buf[..end]).into_owned()
+        } else {
+            "unknown".into()
+        };
+        LockInfo {
+            run_id: run_id.to_string(),
+            operator,
+            controller,
+            started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "run_id={}\noperator={}\ncontroller={}\nstarted={}\ncommand={}\n",
+            self.run_id,
+            self.operator,
+            self.controller,
+            self.started,
+            self.command.replace('\n', " ")
+        )
+    }
+}
+
+fn lock_file(link: &HostLink) -> String {
+    format!("{}/etcdroll.lock", link.host.lock_dir.trim_end_matches('/'))
+}
+
+/// One line describing a lock file's content, for messages.
+fn describe(content: &str) -> String {
+    let get = |k: &str| {
+        content
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or("?")
+            .to_string()
+    };
+    format!(
+        "run {} by {} on {} since {} ({})",
+        get("run_id"),
+        get("operator"),
+        get("controller"),
+        get("started"),
+        get("command")
+    )
+}
+
+/// Take the lock on every host at once. If any host is already locked, release the
+/// ones taken and return why, naming the holder.
+pub async fn acquire_all(
+    links: &[HostLink],
+    info: &LockInfo,
+    limit: Duration,
+) -> Result<(), String> {
+    let takes = links.iter().map(|l| async move {
+        let file = lock_file(l);
+        let script = format!(
+            "F={f}; mkdir -p \"$(dirname \"$F\")\" && if ( set -C; printf '%s' {t} > \"$F\" ) 2>/dev/null; \
+             then echo taken; else echo held; cat \"$F\"; fi",
+            f = quote(&file),
+            t = quote(&info.text()),
+        );
+        let out = l.run_privileged(&RemoteCommand::script(&script), limit).await;
+        match out {
+            Ok(o) if o.stdout_text().starts_with("taken") => Ok(()),
+            Ok(o) if o.stdout_text().starts_with("held") => Err(format!(
+                "{}: locked by another etcdroll: {}. Wait for it to finish; if it died, run again with --break-lock",
+                l.name(),
+                describe(&o.stdout_text())
+            )),
+            Ok(o) => Err(format!("{}: cannot take the lock {file}: {}", l.name(), o.last_error_line())),
+            Err(e) => Err(format!("{}: cannot take the lock: {e}", l.name())),
+        }
+    });
+    let results = join_all(takes).await;
+    let problems: Vec<String> = results.iter().filter_map(|r| r.clone().err()).collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    release_all(links, &info.run_id, limit).await;
+    Err(problems.join("\n  "))
+}
+
+/// Remove our lock (only ours: a lock of another run is left alone).
+pub async fn release_all(links: &[HostLink], run_id: &str, limit: Duration) {
+    let frees = links.iter().map(|l| async move {
+        let script = format!(
+            "F={f}; [ \"$(head -n 1 \"$F\" 2>/dev/null)\" = {mine} ] && rm -f \"$F\"; true",
+            f = quote(&lock_file(l)),
+            mine = quote(&format!("run_id={run_id}")),
+        );
+        let _ = l
+            .run_privileged(&RemoteCommand::script(&script), limit)
+            .await;
+    });
+    join_all(frees).await;
+}
+
+/// `--break-lock`: show each existing lock, then remove it.
+pub async fn break_all(links: &[HostLink], limit: Duration) -> Vec<String> {
+    let breaks = links.iter().map(|l| async move {
+        let script = format!(
+            "F={f}; if [ -e \"$F\" ]; then cat \"$F\"; rm -f \"$F\"; fi",
+            f = quote(&lock_file(l))
+        );
+        match l
+            .run_privileged(&RemoteCommand::script(&script), limit)
+            .await
+        {
+            Ok(o) if !o.stdout.is_empty() => Some(format!(
+                "{}: removed the lock of {}",
+                l.name(),
+                describe(&o.stdout_text())
+            )),
+            _ => None,
+        }
+    });
+    join_all(breaks).await.into_iter().flatten().collect()
+}
