@@ -16,7 +16,7 @@ use crate::ssh::{Connector, Payload, SshOptions};
 use crate::ui::{OutputFormat, Ui};
 use crate::upgrade::lock::{self, LockInfo};
 use crate::upgrade::procedures::{self, LockRequest, UpgradeRequest};
-use crate::upgrade::roll::{Interrupt, RollOptions, Target};
+use crate::upgrade::roll::{Interrupt, Records, RollOptions, Target};
 use crate::upgrade::{self, adhoc, HostLink, ReachOptions};
 
 #[derive(Parser, Debug)]
@@ -76,6 +76,10 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(short = 'y', long)]
         yes: bool,
+        /// Clusters upgraded at the same time when the inventory holds several
+        /// (`etcd_cluster` per host); each is still one member at a time.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        forks: u32,
         /// Pause after each member (on top of the measured catch-up).
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
         settle: Duration,
@@ -358,6 +362,7 @@ async fn run(cli: Cli) -> i32 {
             dry_run,
             yes,
             settle,
+            forks,
         } => {
             let target = match target.load() {
                 Ok(t) => t,
@@ -367,30 +372,92 @@ async fn run(cli: Cli) -> i32 {
                 return exit::USAGE;
             };
             let interrupt = Arc::new(Interrupt::default());
-            let records = Arc::new(std::sync::Mutex::new(Vec::new()));
             let opts = waits.roll_options(&common, settle);
             let run = opts.run_id.clone();
             let interactive = std::io::stdin().is_terminal() && !ui.is_json();
-            let confirm_ui = ui.clone();
-            let req = UpgradeRequest {
-                links: &links,
-                target,
-                opts,
-                dry_run,
-                confirm: Box::new(move |steps: &[String]| {
-                    if yes || !interactive {
-                        return true;
-                    }
-                    confirm_ui.suspend(|| ask_to_proceed(steps))
-                }),
-                interrupt: interrupt.clone(),
-                records: records.clone(),
-                lock: lock_request(&common, &run),
+            let clusters = by_cluster(links);
+            let several = clusters.len() > 1;
+            if several && !yes && interactive && !dry_run {
+                let names: Vec<&str> = clusters.iter().map(|(n, _)| n.as_str()).collect();
+                let steps = vec![format!(
+                    "upgrade {} clusters ({}), up to {forks} at a time, each one member at a time, to {}",
+                    names.len(),
+                    names.join(", "),
+                    target.version
+                )];
+                if !ui.suspend(|| ask_to_proceed(&steps)) {
+                    return exit::REFUSED;
+                }
+            }
+            let records: Vec<Records> = clusters
+                .iter()
+                .map(|_| Arc::new(std::sync::Mutex::new(Vec::new())))
+                .collect();
+            let forks = Arc::new(tokio::sync::Semaphore::new(forks as usize));
+            let runs = clusters.iter().zip(&records).map(|((name, links), recs)| {
+                let confirm_ui = ui.clone();
+                let req = UpgradeRequest {
+                    links,
+                    target: target.clone(),
+                    opts: opts.clone(),
+                    dry_run,
+                    confirm: Box::new(move |steps: &[String]| {
+                        if yes || several || !interactive {
+                            return true;
+                        }
+                        confirm_ui.suspend(|| ask_to_proceed(steps))
+                    }),
+                    interrupt: interrupt.clone(),
+                    records: recs.clone(),
+                    lock: lock_request(&common, &run),
+                };
+                let emit = if several {
+                    cluster_emitter(&emit, name)
+                } else {
+                    emit.clone()
+                };
+                let forks = forks.clone();
+                async move {
+                    let _slot = forks.acquire().await;
+                    let code = procedures::upgrade(req, &emit).await;
+                    (name.clone(), code)
+                }
+            });
+            let all = async {
+                let results = futures::future::join_all(runs).await;
+                if !several {
+                    return results.first().map(|(_, c)| *c).unwrap_or(exit::FAILED);
+                }
+                let code = results
+                    .iter()
+                    .map(|(_, c)| *c)
+                    .max_by_key(|c| severity(*c))
+                    .unwrap_or(exit::OK);
+                let lines: Vec<String> = results
+                    .iter()
+                    .map(|(n, c)| {
+                        format!(
+                            "cluster {n}: {}",
+                            if *c == exit::OK {
+                                "ok".to_string()
+                            } else {
+                                format!("exit {c}")
+                            }
+                        )
+                    })
+                    .collect();
+                emit(crate::events::Event::RunFinished {
+                    ok: code == exit::OK,
+                    exit_code: code,
+                    message: Some(lines.join("; ")),
+                });
+                code
             };
-            let code =
-                with_interrupts(procedures::upgrade(req, &emit), &interrupt, &records, &emit).await;
+            let code = with_interrupts(all, &interrupt, &records, &emit).await;
             // Released on every way out, including a hard stop (only our own lock).
-            lock::release_all(&links, &run, common.command_timeout).await;
+            for (_, links) in &clusters {
+                lock::release_all(links, &run, common.command_timeout).await;
+            }
             ui.finish();
             code
         }
@@ -408,13 +475,13 @@ async fn run(cli: Cli) -> i32 {
                 }
             }
             let interrupt = Arc::new(Interrupt::default());
-            let records = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let records: Records = Arc::new(std::sync::Mutex::new(Vec::new()));
             let opts = waits.roll_options(&common, Duration::ZERO);
             let lock = lock_request(&common, &opts.run_id);
             let code = with_interrupts(
                 procedures::rollback(&links, &opts, &emit, interrupt.clone(), &lock),
                 &interrupt,
-                &records,
+                std::slice::from_ref(&records),
                 &emit,
             )
             .await;
@@ -433,6 +500,52 @@ async fn run(cli: Cli) -> i32 {
             ui.finish();
             code
         }
+    }
+}
+
+/// Hosts grouped by cluster (`etcd_cluster`, else the group), in inventory order.
+fn by_cluster(links: Vec<HostLink>) -> Vec<(String, Vec<HostLink>)> {
+    let mut out: Vec<(String, Vec<HostLink>)> = Vec::new();
+    for l in links {
+        match out.iter_mut().find(|(n, _)| *n == l.host.cluster) {
+            Some((_, v)) => v.push(l),
+            None => out.push((l.host.cluster.clone(), vec![l])),
+        }
+    }
+    out
+}
+
+/// With several clusters, each cluster's end is a `cluster_finished` event; the run's
+/// own `run_finished` comes once, last.
+fn cluster_emitter(emit: &Emitter, cluster: &str) -> Emitter {
+    let emit = emit.clone();
+    let cluster = cluster.to_string();
+    Arc::new(move |e| match e {
+        crate::events::Event::RunFinished {
+            ok,
+            exit_code,
+            message,
+        } => emit(crate::events::Event::ClusterFinished {
+            cluster: cluster.clone(),
+            ok,
+            exit_code,
+            message,
+        }),
+        other => emit(other),
+    })
+}
+
+/// Which exit code wins when clusters end differently: the one that needs the
+/// operator most.
+fn severity(code: i32) -> u8 {
+    match code {
+        exit::NEEDS_ATTENTION => 6,
+        exit::INTERRUPTED => 5,
+        exit::FAILED => 4,
+        exit::UNREACHABLE => 3,
+        exit::REFUSED => 2,
+        exit::OK => 0,
+        _ => 1,
     }
 }
 
@@ -471,7 +584,7 @@ fn ask_to_proceed(steps: &[String]) -> bool {
 async fn with_interrupts(
     run: impl std::future::Future<Output = i32>,
     interrupt: &Interrupt,
-    records: &crate::upgrade::roll::Records,
+    records: &[Records],
     emit: &Emitter,
 ) -> i32 {
     tokio::pin!(run);
@@ -485,7 +598,10 @@ async fn with_interrupts(
                         message: "Ctrl-C: finishing the current member, then stopping (press again to stop now)".into(),
                     });
                 } else {
-                    let recs = records.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let recs: Vec<_> = records
+                        .iter()
+                        .flat_map(|r| r.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                        .collect();
                     let states: Vec<String> = recs
                         .iter()
                         .map(|r| format!(

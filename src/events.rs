@@ -199,6 +199,13 @@ pub enum Event {
     Recap {
         hosts: Vec<HostRecap>,
     },
+    /// With several clusters in one run: one of them ended.
+    ClusterFinished {
+        cluster: String,
+        ok: bool,
+        exit_code: i32,
+        message: Option<String>,
+    },
     RunFinished {
         ok: bool,
         exit_code: i32,

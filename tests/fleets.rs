@@ -310,7 +310,7 @@ fn a_kubespray_style_ini_with_a_bastion_drives_an_upgrade() {
         ini.push_str(&format!(
             "node{n} ansible_host={a} etcd_member_name={name} etcd_binary={d}/bin/etcd etcd_data_dir={d}/data \
              etcd_backup_dir={d}/backup etcd_start_cmd='{d}/etcd-service start' etcd_stop_cmd='{d}/etcd-service stop' \
-             etcd_status_cmd='{d}/etcd-service status' etcd_logs_cmd='{d}/etcd-service logs'\n",
+             etcd_status_cmd='{d}/etcd-service status' etcd_logs_cmd='{d}/etcd-service logs' etcdroll_lock_dir={d}/run\n",
             n = &m.name[1..],
             a = m.addr,
             name = m.name,

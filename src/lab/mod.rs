@@ -803,20 +803,7 @@ impl Lab {
         y.push_str("  children:\n");
         if !self.members.is_empty() {
             y.push_str("    etcd:\n      hosts:\n");
-            for m in &self.members {
-                let d = m.dir.display();
-                y.push_str(&format!(
-                    "        {name}:\n          ansible_host: \"{addr}\"\n          etcd_binary: {d}/bin/etcd\n          \
-                     etcdctl_binary: {d}/bin/etcdctl\n          etcd_data_dir: {d}/data\n          \
-                     etcd_backup_dir: {d}/backup\n          etcd_client_url: {client}\n          \
-                     etcd_service_manager: command\n          etcd_start_cmd: {d}/etcd-service start\n          \
-                     etcd_stop_cmd: {d}/etcd-service stop\n          etcd_status_cmd: {d}/etcd-service status\n          \
-                     etcd_logs_cmd: {d}/etcd-service logs\n          etcdroll_lock_dir: {d}/run\n",
-                    name = m.name,
-                    addr = m.ip(),
-                    client = self.local_client_url(),
-                ));
-            }
+            y.push_str(&self.member_entries("", ""));
         }
         if !self.plain_hosts.is_empty() {
             y.push_str("    hosts:\n      hosts:\n");
@@ -830,6 +817,38 @@ impl Lab {
         }
         std::fs::write(path, y)?;
         Ok(())
+    }
+
+    /// The members as YAML host entries (8-space indent) for an `etcd` group's
+    /// `hosts:`, each named `PREFIXmN` and carrying `extra` vars, so tests can merge
+    /// several labs into one inventory.
+    pub fn member_entries(&self, prefix: &str, extra: &str) -> String {
+        let mut y = String::new();
+        for m in &self.members {
+            let d = m.dir.display();
+            y.push_str(&format!(
+                "        {prefix}{name}:\n          ansible_host: \"{addr}\"\n          etcd_binary: {d}/bin/etcd\n          \
+                 etcdctl_binary: {d}/bin/etcdctl\n          etcd_data_dir: {d}/data\n          \
+                 etcd_backup_dir: {d}/backup\n          etcd_client_url: {client}\n          \
+                 etcd_service_manager: command\n          etcd_start_cmd: {d}/etcd-service start\n          \
+                 etcd_stop_cmd: {d}/etcd-service stop\n          etcd_status_cmd: {d}/etcd-service status\n          \
+                 etcd_logs_cmd: {d}/etcd-service logs\n          etcdroll_lock_dir: {d}/run\n",
+                name = m.name,
+                addr = m.ip(),
+                client = self.local_client_url(),
+            ));
+            if !extra.is_empty() {
+                y.push_str(&format!(
+                    "          ansible_ssh_private_key_file: {}\n          etcdroll_known_hosts: {}\n",
+                    self.client_key.display(),
+                    self.known_hosts.display()
+                ));
+                for line in extra.lines() {
+                    y.push_str(&format!("          {line}\n"));
+                }
+            }
+        }
+        y
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {

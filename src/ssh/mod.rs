@@ -217,6 +217,7 @@ impl ExecOutput {
 }
 
 /// A file to upload, read and hashed once however many hosts receive it.
+#[derive(Clone)]
 pub struct Payload {
     pub bytes: bytes::Bytes,
     pub sha256: String,

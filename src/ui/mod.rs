@@ -206,6 +206,19 @@ fn report(e: &Event) -> Option<String> {
             }
             Some(s)
         }
+        Event::ClusterFinished {
+            cluster,
+            ok,
+            message,
+            ..
+        } => {
+            let m = format!("cluster {cluster}: {}", message.as_deref().unwrap_or(""));
+            Some(if *ok {
+                style(m).green().to_string()
+            } else {
+                style(m).red().bold().to_string()
+            })
+        }
         Event::RunFinished { ok, message, .. } => message.as_ref().map(|m| {
             if *ok {
                 style(m).green().to_string()

@@ -17,6 +17,9 @@ pub struct LockInfo {
     pub controller: String,
     pub started: String,
     pub command: String,
+    /// The controller process, so a lock left by a run that was killed on this
+    /// same controller can be recognised as stale.
+    pub pid: u32,
 }
 
 impl LockInfo {
@@ -38,17 +41,19 @@ impl LockInfo {
             controller,
             started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
+            pid: std::process::id(),
         }
     }
 
     fn text(&self) -> String {
         format!(
-            "run_id={}\noperator={}\ncontroller={}\nstarted={}\ncommand={}\n",
+            "run_id={}\noperator={}\ncontroller={}\nstarted={}\ncommand={}\npid={}\n",
             self.run_id,
             self.operator,
             self.controller,
             self.started,
-            self.command.replace('\n', " ")
+            self.command.replace('\n', " "),
+            self.pid
         )
     }
 }
@@ -57,15 +62,25 @@ fn lock_file(link: &HostLink) -> String {
     format!("{}/etcdroll.lock", link.host.lock_dir.trim_end_matches('/'))
 }
 
+fn field(content: &str, k: &str) -> String {
+    content
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{k}=")))
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// A lock taken by a process of this very controller that no longer exists: the
+/// run was killed, and nobody else can be running it.
+fn is_stale(content: &str, me: &LockInfo) -> bool {
+    let pid: i32 = field(content, "pid").parse().unwrap_or(0);
+    // SAFETY: signal 0 only checks whether the process exists.
+    field(content, "controller") == me.controller && pid > 0 && unsafe { libc::kill(pid, 0) } != 0
+}
+
 /// One line describing a lock file's content, for messages.
 fn describe(content: &str) -> String {
-    let get = |k: &str| {
-        content
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap_or("?")
-            .to_string()
-    };
+    let get = |k: &str| field(content, k);
     format!(
         "run {} by {} on {} since {} ({})",
         get("run_id"),
@@ -76,40 +91,79 @@ fn describe(content: &str) -> String {
     )
 }
 
-/// Take the lock on every host at once. If any host is already locked, release the
-/// ones taken and return why, naming the holder.
+/// Take the lock on every host at once. A lock left by a killed run of this same
+/// controller is taken over (with a warning); any other holder is named and the
+/// locks taken so far are released.
 pub async fn acquire_all(
     links: &[HostLink],
     info: &LockInfo,
     limit: Duration,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let takes = links.iter().map(|l| async move {
-        let file = lock_file(l);
-        let script = format!(
-            "F={f}; mkdir -p \"$(dirname \"$F\")\" && if ( set -C; printf '%s' {t} > \"$F\" ) 2>/dev/null; \
-             then echo taken; else echo held; cat \"$F\"; fi",
-            f = quote(&file),
-            t = quote(&info.text()),
-        );
-        let out = l.run_privileged(&RemoteCommand::script(&script), limit).await;
-        match out {
-            Ok(o) if o.stdout_text().starts_with("taken") => Ok(()),
-            Ok(o) if o.stdout_text().starts_with("held") => Err(format!(
-                "{}: locked by another etcdroll: {}. Wait for it to finish; if it died, run again with --break-lock",
-                l.name(),
-                describe(&o.stdout_text())
-            )),
-            Ok(o) => Err(format!("{}: cannot take the lock {file}: {}", l.name(), o.last_error_line())),
-            Err(e) => Err(format!("{}: cannot take the lock: {e}", l.name())),
+        let mut warning = None;
+        for _ in 0..2 {
+            match take(l, info, limit).await {
+                Ok(()) => return Ok(warning),
+                Err(Held(content)) if is_stale(&content, info) && warning.is_none() => {
+                    let script = format!(
+                        "F={f}; [ \"$(head -n 1 \"$F\" 2>/dev/null)\" = {old} ] && rm -f \"$F\"; true",
+                        f = quote(&lock_file(l)),
+                        old = quote(&format!("run_id={}", field(&content, "run_id"))),
+                    );
+                    let _ = l.run_privileged(&RemoteCommand::script(&script), limit).await;
+                    warning = Some(format!(
+                        "{}: took over the stale lock of {} (that process is gone)",
+                        l.name(),
+                        describe(&content)
+                    ));
+                }
+                Err(Held(content)) => {
+                    return Err(format!(
+                        "{}: locked by another etcdroll: {}. Wait for it to finish; if it died, run again with --break-lock",
+                        l.name(),
+                        describe(&content)
+                    ))
+                }
+                Err(Failed(why)) => return Err(format!("{}: cannot take the lock: {why}", l.name())),
+            }
         }
+        Err(format!("{}: cannot take the lock", l.name()))
     });
     let results = join_all(takes).await;
     let problems: Vec<String> = results.iter().filter_map(|r| r.clone().err()).collect();
     if problems.is_empty() {
-        return Ok(());
+        return Ok(results
+            .into_iter()
+            .filter_map(|r| r.ok().flatten())
+            .collect());
     }
     release_all(links, &info.run_id, limit).await;
     Err(problems.join("\n  "))
+}
+
+enum TakeError {
+    Held(String),
+    Failed(String),
+}
+use TakeError::{Failed, Held};
+
+async fn take(l: &HostLink, info: &LockInfo, limit: Duration) -> Result<(), TakeError> {
+    let file = lock_file(l);
+    let script = format!(
+        "F={f}; mkdir -p \"$(dirname \"$F\")\" && if ( set -C; printf '%s' {t} > \"$F\" ) 2>/dev/null; \
+         then echo taken; else echo held; cat \"$F\"; fi",
+        f = quote(&file),
+        t = quote(&info.text()),
+    );
+    match l
+        .run_privileged(&RemoteCommand::script(&script), limit)
+        .await
+    {
+        Ok(o) if o.stdout_text().starts_with("taken") => Ok(()),
+        Ok(o) if o.stdout_text().starts_with("held") => Err(Held(o.stdout_text())),
+        Ok(o) => Err(Failed(format!("{file}: {}", o.last_error_line()))),
+        Err(e) => Err(Failed(e.to_string())),
+    }
 }
 
 /// Remove our lock (only ours: a lock of another run is left alone).

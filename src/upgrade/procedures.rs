@@ -51,7 +51,15 @@ async fn take_lock(
         }
     }
     match super::lock::acquire_all(links, &lock.info, opts.command_timeout).await {
-        Ok(()) => Ok(()),
+        Ok(warnings) => {
+            for message in warnings {
+                emit(Event::Warning {
+                    host: None,
+                    message,
+                });
+            }
+            Ok(())
+        }
         Err(why) => Err(finish(
             emit,
             exit::REFUSED,

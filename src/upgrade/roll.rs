@@ -17,6 +17,7 @@ use super::fleet::HostLink;
 use super::preflight::ClusterView;
 
 /// The binaries to install and the version they must report.
+#[derive(Clone)]
 pub struct Target {
     pub version: Version,
     pub etcd: Payload,
