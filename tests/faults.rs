@@ -270,3 +270,221 @@ fn a_second_run_fails_at_once_naming_the_first_and_a_stale_lock_can_be_broken() 
         "our own lock is released too"
     );
 }
+
+/// One acknowledged-or-not write through etcd's JSON gateway, by plain HTTP/1.1
+/// from the root namespace (members are reachable on the lab bridge).
+fn put(addr: std::net::SocketAddr, key: &str, value: &str) -> bool {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let body = format!("{{\"key\":\"{}\",\"value\":\"{}\"}}", b64(key), b64(value));
+    let Ok(mut c) =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300))
+    else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(3)));
+    let req = format!(
+        "POST /v3/kv/put HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if c.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    resp.starts_with("HTTP/1.1 200") && resp.contains("\"header\"")
+}
+
+#[test]
+fn nothing_acknowledged_is_lost_while_a_client_writes_through_the_upgrade() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let addrs: Vec<std::net::SocketAddr> = lab
+        .members
+        .iter()
+        .map(|m| std::net::SocketAddr::new(m.ip(), 2379))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut acked, mut refused) = (Vec::new(), 0usize);
+            let mut i = 0usize;
+            // Bounded: stops when told, or after 20 000 writes.
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && i < 20_000 {
+                let key = format!("/load/{i:06}");
+                if put(addrs[i % addrs.len()], &key, &format!("v{i}")) {
+                    acked.push(key);
+                } else {
+                    refused += 1;
+                }
+                i += 1;
+            }
+            (acked, refused)
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "upgrade",
+            "-i",
+            &inv,
+            "--binary",
+            &etcd_bin("3.5.1", "etcd"),
+            "--yes",
+            "--output",
+            "json",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (acked, refused) = writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stored = lab
+        .etcdctl(
+            &lab.members[0],
+            &["get", "--prefix", "/load/", "--keys-only"],
+        )
+        .unwrap();
+    let stored: std::collections::HashSet<&str> =
+        stored.lines().filter(|l| !l.is_empty()).collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|k| !stored.contains(k.as_str()))
+        .collect();
+    eprintln!(
+        "load during the upgrade: {} writes acknowledged, {refused} refused or unanswered (to a member being restarted), {} lost",
+        acked.len(),
+        lost.len()
+    );
+    assert!(acked.len() > 50, "the client kept writing: {}", acked.len());
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}
+
+#[test]
+fn a_host_that_accepts_tcp_but_never_speaks_ssh_fails_within_the_connect_timeout() {
+    // A listener on loopback that accepts and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        if let Ok((c, _)) = listener.accept() {
+            conns.push(c);
+            std::thread::sleep(std::time::Duration::from_secs(8));
+        }
+    });
+    let s = Scratch::new();
+    let inv = s.path("silent.ini");
+    std::fs::write(
+        &inv,
+        format!("[etcd]\nsilent ansible_host=127.0.0.1 ansible_port={port} ansible_user=root\n"),
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "exec",
+            "-i",
+            inv.to_str().unwrap(),
+            "--connect-timeout",
+            "2s",
+            "--output",
+            "plain",
+            "--",
+            "true",
+        ],
+    );
+    let took = t0.elapsed();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(
+        t.contains("silent") && t.contains("no SSH answer within 2s"),
+        "{t}"
+    );
+    assert!(took < std::time::Duration::from_secs(6), "took {took:?}");
+    let _ = hold.join();
+}
+
+#[test]
+fn a_member_cut_off_while_waited_on_times_out_cleanly_and_a_rerun_completes() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let bin = etcd_bin("3.5.1", "etcd");
+    let pids: Vec<String> = lab.members.iter().map(etcd_pid).collect();
+    let mut child = etcdroll_cmd(
+        s.dir.path(),
+        &[
+            "upgrade",
+            "-i",
+            &inv,
+            "--binary",
+            &bin,
+            "--yes",
+            "--output",
+            "json",
+            "--health-timeout",
+            "4s",
+            "--command-timeout",
+            "6s",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut cut: Option<LabHost> = None;
+    let mut evs: Vec<Value> = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if cut.is_none() && v["event"] == "step" && v["step"] == "starting" {
+            let h = lab
+                .members
+                .iter()
+                .find(|m| m.name == v["host"])
+                .unwrap()
+                .clone();
+            let o = lab.run_in(&h, "ip link set eth0 down").unwrap();
+            assert!(o.status.success());
+            cut = Some(h);
+        }
+        evs.push(v);
+    }
+    let code = child.wait().unwrap().code();
+    let cut = cut.expect("a member was cut");
+    let last = evs.last().unwrap();
+    assert_ne!(code, Some(0), "{evs:#?}");
+    let msg = last["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains(&cut.name),
+        "the report names the member: {msg}"
+    );
+    assert!(
+        msg.contains("within 4s") || msg.contains("timed out"),
+        "the report names the limit: {msg}"
+    );
+    // No other member was stopped.
+    for (m, pid) in lab.members.iter().zip(&pids) {
+        if m.name != cut.name {
+            assert_eq!(&etcd_pid(m), pid, "{} was restarted", m.name);
+        }
+    }
+    let o = lab.run_in(&cut, "ip link set eth0 up").unwrap();
+    assert!(o.status.success());
+    lab.wait_cluster_healthy(std::time::Duration::from_secs(30))
+        .unwrap();
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for m in &lab.members {
+        assert_eq!(installed_version(m), "3.5.1");
+    }
+}
