@@ -322,6 +322,8 @@ pub mod marker {
 
 /// Exit codes of a restart script, telling where it stopped.
 pub mod restart_exit {
+    /// The online backup (snapshot) failed; nothing was stopped.
+    pub const SNAPSHOT_FAILED: u32 = 9;
     /// The stop command failed; a start was attempted.
     pub const STOP_FAILED: u32 = 10;
     /// The offline backup failed; the old binary was started again.
@@ -332,24 +334,33 @@ pub mod restart_exit {
     pub const START_FAILED: u32 = 13;
 }
 
-/// The member's downtime as one remote script, so it costs one round trip: stop,
-/// back up the stopped data dir, swap the binaries, start. Each step prints a
-/// marker; a failure before the swap starts the old binary again.
+/// A member's whole turn as one remote script, so it costs one round trip: the
+/// online backup (while it serves; a failure stops here with nothing stopped),
+/// stop, the offline backup of the stopped data dir, swap the binaries, start.
+/// Each step prints a marker; a failure before the swap starts the old binary again.
 pub fn restart_with_swap(
     v: &EtcdVars,
     swaps: &[RemoteCommand],
+    online_backup: Option<&RemoteCommand>,
     backup: Option<&RemoteCommand>,
 ) -> RemoteCommand {
     let start = service_start(v);
     let stop = service_stop(v);
     // SIGPIPE and SIGHUP are ignored so a dropped SSH connection never leaves the
     // script half-way with the member stopped.
-    let mut s = format!(
-        "trap '' PIPE HUP; echo '{}'; ( {stop} ) || {{ ( {start} ); exit {}; }}; echo '{}'; ",
+    let mut s = String::from("trap '' PIPE HUP; ");
+    if let Some(b) = online_backup {
+        s.push_str(&format!(
+            "( {b} ) || exit {}; ",
+            restart_exit::SNAPSHOT_FAILED
+        ));
+    }
+    s.push_str(&format!(
+        "echo '{}'; ( {stop} ) || {{ ( {start} ); exit {}; }}; echo '{}'; ",
         marker::STOPPING,
         restart_exit::STOP_FAILED,
         marker::STOPPED
-    );
+    ));
     if let Some(b) = backup {
         s.push_str(&format!(
             "( {b} ) || {{ ( {start} ); exit {}; }}; echo '{}'; ",

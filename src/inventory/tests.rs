@@ -248,3 +248,48 @@ fn ssh_args() {
         (Some("x".into()), Some("/k".into()))
     );
 }
+
+/// Property: any mutation of a valid inventory parses or fails with a message;
+/// nothing panics (the cargo-fuzz targets in fuzz/ go further, see scripts/fuzz).
+#[test]
+fn mutated_inventories_never_panic() {
+    let mut state = 0x2545f4914f6cdd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let pieces = [
+        "[", "]", ":", "=", "'", "\"", "\n", "  ", "- ", "{", "}", "&a", "*a", "!!", "#", "etcd_x",
+        "[1:3]", "\t", "\u{0}", "é",
+    ];
+    for (base, file) in [(YAML, "m.yml"), (INI, "m.ini")] {
+        for _ in 0..3000 {
+            let mut text: Vec<char> = base.chars().collect();
+            for _ in 0..(1 + next() % 4) {
+                let at = (next() as usize) % (text.len() + 1);
+                match next() % 3 {
+                    0 if at < text.len() => {
+                        text.remove(at);
+                    }
+                    1 => {
+                        let p = pieces[(next() as usize) % pieces.len()];
+                        for (k, c) in p.chars().enumerate() {
+                            text.insert(at + k, c);
+                        }
+                    }
+                    _ => {
+                        let end = (at + (next() as usize) % 20).min(text.len());
+                        let chunk: Vec<char> = text[at..end].to_vec();
+                        for (k, c) in chunk.into_iter().enumerate() {
+                            text.insert(at + k, c);
+                        }
+                    }
+                }
+            }
+            let text: String = text.into_iter().collect();
+            let _ = parse(&text, file);
+        }
+    }
+}

@@ -134,6 +134,50 @@ mod tests {
         assert!(!std::path::Path::new("/tmp/etcdroll-pwned").exists());
     }
 
+    /// A small deterministic generator: the property tests need no extra crate.
+    pub(crate) struct XorShift(pub u64);
+    impl XorShift {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// Property: for random words over the characters a shell treats specially
+    /// (and some UTF-8), `quote` hands each word to the program unchanged.
+    #[test]
+    fn random_words_survive_quoting() {
+        let alphabet: Vec<char> = "abc xyz'\"\\$`;|&<>(){}[]*?!#~=%^\t\n\r-éü€"
+            .chars()
+            .collect();
+        let mut rng = XorShift(0x9e3779b97f4a7c15);
+        for _round in 0..20 {
+            let words: Vec<String> = (0..50)
+                .map(|_| {
+                    let len = (rng.next() % 12) as usize;
+                    (0..len)
+                        .map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize])
+                        .collect()
+                })
+                .collect();
+            let cmd = RemoteCommand::new("printf").arg("%s\\0").args(&words);
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(cmd.as_str())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", cmd);
+            let got: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .split('\0')
+                .map(str::to_string)
+                .collect();
+            assert_eq!(&got[..got.len() - 1], &words[..], "{cmd}");
+        }
+    }
+
     #[test]
     fn nested_sh_keeps_quoting() {
         let inner = RemoteCommand::new("printf")

@@ -496,7 +496,7 @@ pub async fn rollback(
         if has_ctl_old {
             swaps.push(commands::swap_back(&vars.etcdctl_binary));
         }
-        let script = commands::restart_with_swap(vars, &swaps, None);
+        let script = commands::restart_with_swap(vars, &swaps, None, None);
         let t0 = Instant::now();
         let res = link.run_privileged(&script, opts.command_timeout).await;
         let mut roll = Roll {

@@ -434,30 +434,10 @@ impl Roll<'_> {
             vars.backup_dir.trim_end_matches('/')
         );
 
-        // Online backup first: if it fails, nothing was stopped.
+        // Online backup first, in the same remote script as the restart: if it
+        // fails, the script stops there and nothing was stopped.
         self.step(i, Step::BackingUp, Some(backup_dir.clone()));
         let snap = commands::snapshot_save(&vars, &backup_dir);
-        match link.run_privileged(&snap, self.opts.command_timeout).await {
-            Ok(out) if out.success() => {}
-            Ok(out) => {
-                return Err(self.fail(
-                    i,
-                    Step::BackingUp,
-                    format!(
-                        "snapshot backup failed ({}): {}; the member was not stopped",
-                        out.describe_exit(),
-                        out.last_error_line()
-                    ),
-                ))
-            }
-            Err(e) => {
-                return Err(self.fail(
-                    i,
-                    Step::BackingUp,
-                    format!("snapshot backup failed: {e}; the member was not stopped"),
-                ))
-            }
-        }
         self.record(i, |r| r.backup = Some(backup_dir.clone()));
 
         // Downtime: one remote script stops, copies the data dir, swaps, starts.
@@ -473,7 +453,7 @@ impl Roll<'_> {
         if self.swap_etcdctl {
             swaps.push(commands::swap_in(&vars.etcdctl_binary));
         }
-        let script = commands::restart_with_swap(&vars, &swaps, Some(&offline));
+        let script = commands::restart_with_swap(&vars, &swaps, Some(&snap), Some(&offline));
         let mut t_stop: Option<Instant> = None;
         let mut t_start: Option<Instant> = None;
         let emit = self.emit.clone();
@@ -522,6 +502,17 @@ impl Roll<'_> {
         self.record(i, |r| r.down_at_ms = down_at);
         match &out {
             Ok(o) if o.success() => {}
+            Ok(o) if o.exit_status == Some(restart_exit::SNAPSHOT_FAILED) => {
+                self.record(i, |r| r.backup = None);
+                return Err(self.fail(
+                    i,
+                    Step::BackingUp,
+                    format!(
+                        "snapshot backup failed ({}); the member was not stopped",
+                        o.last_error_line()
+                    ),
+                ));
+            }
             Ok(o) => {
                 let code = o.exit_status.unwrap_or(0);
                 let why = format!("{} ({})", restart_failure(code), o.last_error_line());
@@ -726,7 +717,7 @@ impl Roll<'_> {
         if self.swap_etcdctl {
             swaps.push(commands::swap_back(&vars.etcdctl_binary));
         }
-        let script = commands::restart_with_swap(&vars, &swaps, None);
+        let script = commands::restart_with_swap(&vars, &swaps, None, None);
         let res = self.links[i]
             .run_privileged(&script, self.opts.command_timeout)
             .await;
@@ -830,12 +821,27 @@ impl Roll<'_> {
         });
     }
 
-    /// Wait until the cluster version reaches the target's minor (the leader checks
-    /// member versions every few seconds: poll it, never read it once).
+    /// Wait until the cluster version reaches the target's minor. The leader
+    /// decides it every ~4 s (etcd's monitorVersions), and at once when a new term
+    /// begins: so if it has not moved yet, hand leadership to another upgraded
+    /// member to have it decided now instead of up to 4 s later. Then poll it,
+    /// never read it once.
     pub async fn wait_cluster_version(&mut self) -> Result<String, String> {
         let want = self.target.version.minor_floor();
         let deadline = Instant::now() + self.opts.cluster_version_timeout;
         let mut last = String::new();
+        if self.cluster_version_reached(want).await.is_none() && want.can_move_leader() {
+            if let Some(leader) = self.current_leader().await {
+                let other = (0..self.view.members.len())
+                    .find(|&j| j != leader && self.view.members[j].id != 0);
+                if let Some(j) = other {
+                    let target_id = self.view.members[j].id;
+                    if let Some(c) = self.client(leader) {
+                        let _ = c.move_leader(target_id).await;
+                    }
+                }
+            }
+        }
         loop {
             for i in 0..self.view.members.len() {
                 if let Some(c) = self.client(i) {
@@ -859,6 +865,20 @@ impl Roll<'_> {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// The cluster version, if it has reached `want`.
+    async fn cluster_version_reached(&mut self, want: Version) -> Option<String> {
+        for i in 0..self.view.members.len() {
+            if let Some(c) = self.client(i) {
+                if let Ok(v) = c.version().await {
+                    return Version::parse(&v.cluster)
+                        .filter(|c| *c >= want)
+                        .map(|_| v.cluster);
+                }
+            }
+        }
+        None
     }
 
     /// The v3 endpoint health check the guide ends with, on every member at once;
