@@ -652,7 +652,7 @@ async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
         }
     };
     let emit = ui.emitter();
-    let connector = Connector::new(common.ssh_options());
-    let links = upgrade::connect_all(&connector, &inv.hosts, &reach).await;
+    let connector = Arc::new(Connector::new(common.ssh_options()));
+    let links = upgrade::connect_all(connector, &inv.hosts, &reach).await;
     Some((ui, emit, links))
 }

@@ -488,3 +488,85 @@ fn a_member_cut_off_while_waited_on_times_out_cleanly_and_a_rerun_completes() {
         assert_eq!(installed_version(m), "3.5.1");
     }
 }
+
+/// The sshd processes serving connections on a host (children of its listener).
+fn session_sshds(lab: &Lab, host: &LabHost) -> Vec<i32> {
+    let listener = std::fs::read_to_string(host.dir.join("sshd.pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let out = Command::new("ip")
+        .args(["netns", "pids", &host.netns])
+        .output()
+        .unwrap();
+    let _ = lab;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let after = stat.rsplit_once(") ").map(|(_, a)| a).unwrap_or("");
+            let ppid = after.split_whitespace().nth(1).unwrap_or("");
+            stat.contains("(sshd)") && ppid == listener
+        })
+        .collect()
+}
+
+#[test]
+fn a_session_killed_during_staging_is_reconnected_and_no_partial_binary_is_in_place() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let bin = etcd_bin("3.5.1", "etcd");
+    let mut child = etcdroll_cmd(
+        s.dir.path(),
+        &[
+            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let victim = lab.members[0].clone();
+    let mut killed = 0;
+    let mut evs: Vec<Value> = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if killed == 0 && v["event"] == "upload" && v["host"] == victim.name.as_str() {
+            for pid in session_sshds(&lab, &victim) {
+                // SAFETY: killing an sshd session process inside our own lab namespace.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+                killed += 1;
+            }
+            // Whatever is at the binary's name now must be a whole binary.
+            assert!(
+                !victim.etcd_binary.with_extension("new").exists() || installed_staged_ok(&victim)
+            );
+        }
+        evs.push(v);
+    }
+    let status = child.wait().unwrap();
+    assert!(killed > 0, "no session was killed");
+    assert_eq!(status.code(), Some(0), "{evs:#?}");
+    assert!(
+        of_kind(&evs, "warning")
+            .iter()
+            .any(|w| w["message"].as_str().unwrap().contains("reconnecting")),
+        "{evs:#?}"
+    );
+    for m in &lab.members {
+        assert_eq!(installed_version(m), "3.5.1");
+    }
+}
+
+/// A staged etcd.new, if present, is the complete binary (it only ever gets that
+/// name after its checksum matched).
+fn installed_staged_ok(h: &LabHost) -> bool {
+    let out = Command::new(h.etcd_binary.with_extension("new"))
+        .arg("--version")
+        .output();
+    out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("3.5.1"))
+}

@@ -123,7 +123,34 @@ fn floor(lab: &Lab, new_etcd: &Path) -> Result<()> {
             );
         }
     }
+    nudge_cluster_version(lab)?;
     wait_cluster_version(lab)
+}
+
+/// The same nudge etcdroll gives: hand leadership to another member so the new
+/// leader decides the cluster version at once.
+fn nudge_cluster_version(lab: &Lab) -> Result<()> {
+    let status = lab.etcdctl(
+        &lab.members[0],
+        &["endpoint", "status", "--cluster", "-w", "json"],
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&status)?;
+    let entries = v.as_array().cloned().unwrap_or_default();
+    let leader = entries
+        .iter()
+        .find(|e| e["Status"]["header"]["member_id"] == e["Status"]["leader"])
+        .and_then(|e| e["Endpoint"].as_str().map(str::to_string));
+    let other = entries
+        .iter()
+        .find(|e| e["Status"]["header"]["member_id"] != e["Status"]["leader"])
+        .and_then(|e| e["Status"]["header"]["member_id"].as_u64());
+    if let (Some(ep), Some(id)) = (leader, other) {
+        lab.etcdctl(
+            &lab.members[0],
+            &["--endpoints", &ep, "move-leader", &format!("{id:x}")],
+        )?;
+    }
+    Ok(())
 }
 
 fn is_leader(status_json: &str, m: &LabHost) -> bool {
@@ -403,12 +430,12 @@ async fn upload_once(inv: &Path, file: &Path) -> Result<f64> {
             limit: None,
         },
     )?;
-    let connector = Connector::new(SshOptions {
+    let connector = std::sync::Arc::new(Connector::new(SshOptions {
         use_agent: false,
         ..SshOptions::default()
-    });
-    let links = connect_all(&connector, &inv.hosts, &ReachOptions::default()).await;
-    let session = links[0].session()?.clone();
+    }));
+    let links = connect_all(connector, &inv.hosts, &ReachOptions::default()).await;
+    let session = links[0].session()?;
     let payload = Payload::read(file)?;
     let t0 = Instant::now();
     session

@@ -799,14 +799,31 @@ impl Session {
         let mut writer = channel.make_writer();
         let mut sent = 0u64;
         for chunk in payload.bytes.chunks(256 * 1024) {
-            tokio::time::timeout(stall_limit, writer.write_all(chunk))
-                .await
-                .map_err(|_| SshError::Timeout {
-                    host: self.label.clone(),
-                    step: format!("{step} (no progress)"),
-                    limit: stall_limit,
-                })?
-                .map_err(|e| self.channel_err(&step, e))?;
+            // A write blocked on the flow-control window does not notice a dropped
+            // connection by itself: look at the connection while waiting.
+            let write = writer.write_all(chunk);
+            tokio::pin!(write);
+            let deadline = tokio::time::Instant::now() + stall_limit;
+            loop {
+                tokio::select! {
+                    r = &mut write => {
+                        r.map_err(|e| self.channel_err(&step, e))?;
+                        break;
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                        if self.handle.is_closed() {
+                            return Err(self.channel_err(&step, "the connection dropped"));
+                        }
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(SshError::Timeout {
+                                host: self.label.clone(),
+                                step: format!("{step} (no progress)"),
+                                limit: stall_limit,
+                            });
+                        }
+                    }
+                }
+            }
             sent += chunk.len() as u64;
             progress(sent);
         }

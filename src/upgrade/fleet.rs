@@ -34,10 +34,56 @@ pub struct ReachOptions {
 /// One host of the run and, if it could be logged into, its session.
 pub struct HostLink {
     pub host: Host,
-    pub session: Result<Arc<Session>, SshError>,
+    slot: Arc<SessionSlot>,
     pub become_: bool,
     /// Fed to `sudo -S` on stdin: never on a command line, never in output.
     become_password: Option<Secret>,
+}
+
+/// A host's session, replaced by a new one when the connection drops: a step that
+/// is safe to repeat (pre-flight, staging, health polling) reconnects and goes on.
+struct SessionSlot {
+    current: std::sync::Mutex<Result<Arc<Session>, SshError>>,
+    endpoint: Option<Endpoint>,
+    connector: Arc<Connector>,
+}
+
+impl SessionSlot {
+    fn get(&self) -> Result<Arc<Session>, SshError> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The session, reconnected (bounded backoff: 3 tries over ~2 s) if its
+    /// connection has dropped. A host that was never reachable is not retried.
+    async fn live(&self) -> Result<Arc<Session>, SshError> {
+        let s = self.get()?;
+        if !s.is_closed() {
+            return Ok(s);
+        }
+        let Some(ep) = &self.endpoint else {
+            return Ok(s);
+        };
+        let mut last = None;
+        for delay in [200u64, 600, 1200] {
+            match self.connector.connect(ep).await {
+                Ok(new) => {
+                    let new = Arc::new(new);
+                    *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Ok(new.clone());
+                    return Ok(new);
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        Err(last.unwrap_or_else(|| SshError::Channel {
+            host: ep.label.clone(),
+            step: "reconnect".into(),
+            reason: "gave up".into(),
+        }))
+    }
 }
 
 impl HostLink {
@@ -45,13 +91,19 @@ impl HostLink {
         &self.host.name
     }
 
-    pub fn session(&self) -> Result<&Arc<Session>, SshError> {
-        self.session.as_ref().map_err(Clone::clone)
+    /// The session as connected at the start (an Err means unreachable).
+    pub fn session(&self) -> Result<Arc<Session>, SshError> {
+        self.slot.get()
+    }
+
+    /// The session, reconnected first if the connection dropped.
+    pub async fn live_session(&self) -> Result<Arc<Session>, SshError> {
+        self.slot.live().await
     }
 
     /// Run a command as the login user.
     pub async fn run(&self, cmd: &RemoteCommand, limit: Duration) -> Result<ExecOutput, SshError> {
-        let s = self.session()?;
+        let s = self.live_session().await?;
         s.exec(cmd, None, limit).await
     }
 
@@ -86,7 +138,10 @@ impl HostLink {
         limit: Duration,
     ) -> Result<ExecOutput, SshError> {
         let (cmd, input) = self.privileged(cmd);
-        self.session()?.exec(&cmd, input.as_deref(), limit).await
+        self.live_session()
+            .await?
+            .exec(&cmd, input.as_deref(), limit)
+            .await
     }
 
     /// Like `run_privileged`, reporting each stdout line as it arrives.
@@ -97,7 +152,8 @@ impl HostLink {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ExecOutput, SshError> {
         let (cmd, input) = self.privileged(cmd);
-        self.session()?
+        self.live_session()
+            .await?
             .exec_streaming(&cmd, input.as_deref(), limit, on_line)
             .await
     }
@@ -106,7 +162,7 @@ impl HostLink {
     /// For an https client URL, the CA, certificate and key named by the inventory
     /// are read from the host into memory and TLS runs inside the tunnel.
     pub async fn etcd_client(&self, timeout: Duration) -> Result<EtcdClient, String> {
-        let s = self.session().map_err(|e| e.to_string())?.clone();
+        self.session().map_err(|e| e.to_string())?;
         let url = &self.host.etcd.client_url;
         let (host, port) = url_host_port(url)?;
         let tls = if url.starts_with("https://") {
@@ -134,7 +190,7 @@ impl HostLink {
         Ok(EtcdClient::new(
             url,
             Box::new(TunnelDial {
-                session: s,
+                slot: self.slot.clone(),
                 host,
                 port,
                 tls,
@@ -162,7 +218,7 @@ impl HostLink {
 }
 
 struct TunnelDial {
-    session: Arc<Session>,
+    slot: Arc<SessionSlot>,
     host: String,
     port: u16,
     tls: Option<(TlsConnector, ServerName<'static>)>,
@@ -171,8 +227,8 @@ struct TunnelDial {
 impl Dial for TunnelDial {
     fn dial(&self) -> DialFuture<'_> {
         Box::pin(async move {
-            let stream = self
-                .session
+            let session = self.slot.live().await.map_err(|e| e.to_string())?;
+            let stream = session
                 .tunnel(&self.host, self.port)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -247,27 +303,40 @@ pub async fn endpoint_for(host: &Host, reach: &ReachOptions) -> Result<Endpoint,
 /// Connect to every host at once. Hosts that fail are kept with their error, so
 /// the caller can report them and still serve the others.
 pub async fn connect_all(
-    connector: &Connector,
+    connector: Arc<Connector>,
     hosts: &[Host],
     reach: &ReachOptions,
 ) -> Vec<HostLink> {
-    let tasks = hosts.iter().map(|h| async move {
-        let session = match endpoint_for(h, reach).await {
-            Ok(ep) => connector.connect(&ep).await.map(Arc::new),
-            Err(e) => Err(SshError::Unreachable {
-                host: h.name.clone(),
-                addr: h.address.clone(),
-                reason: e,
-            }),
-        };
-        HostLink {
-            host: h.clone(),
-            session,
-            become_: reach.become_ || h.become_,
-            become_password: reach
-                .become_password
-                .clone()
-                .or_else(|| h.become_password.clone()),
+    let tasks = hosts.iter().map(|h| {
+        let connector = connector.clone();
+        async move {
+            let (endpoint, session) = match endpoint_for(h, reach).await {
+                Ok(ep) => {
+                    let s = connector.connect(&ep).await.map(Arc::new);
+                    (Some(ep), s)
+                }
+                Err(e) => (
+                    None,
+                    Err(SshError::Unreachable {
+                        host: h.name.clone(),
+                        addr: h.address.clone(),
+                        reason: e,
+                    }),
+                ),
+            };
+            HostLink {
+                host: h.clone(),
+                slot: Arc::new(SessionSlot {
+                    current: std::sync::Mutex::new(session),
+                    endpoint,
+                    connector,
+                }),
+                become_: reach.become_ || h.become_,
+                become_password: reach
+                    .become_password
+                    .clone()
+                    .or_else(|| h.become_password.clone()),
+            }
         }
     });
     join_all(tasks).await

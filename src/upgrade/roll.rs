@@ -135,7 +135,23 @@ async fn stage_one(
             step: Step::Uploading,
             detail: Some(dest.to_string()),
         });
-        if let Err(e) = upload_and_stage(link, payload, dest, opts, emit).await {
+        // Staging is safe to repeat: the upload goes to a temporary name, so a
+        // dropped connection is reconnected and the upload redone (3 tries).
+        let mut result = upload_and_stage(link, payload, dest, opts, emit).await;
+        for _ in 0..2 {
+            let dropped = result.is_err() && link.session().is_ok_and(|s| s.is_closed());
+            if !dropped {
+                break;
+            }
+            emit(Event::Warning {
+                host: Some(host.clone()),
+                message:
+                    "the SSH connection dropped while staging; reconnecting and uploading again"
+                        .into(),
+            });
+            result = upload_and_stage(link, payload, dest, opts, emit).await;
+        }
+        if let Err(e) = result {
             emit(Event::HostFailed {
                 host: host.clone(),
                 step: Step::Uploading,
@@ -222,7 +238,7 @@ async fn upload_and_stage(
     opts: &RollOptions,
     emit: &Emitter,
 ) -> Result<(), String> {
-    let session = link.session().map_err(|e| e.to_string())?;
+    let session = link.live_session().await.map_err(|e| e.to_string())?;
     let tmp = if link.become_ {
         let out = link
             .run(
