@@ -410,6 +410,7 @@ async fn run(cli: Cli) -> i32 {
                     interrupt: interrupt.clone(),
                     records: recs.clone(),
                     lock: lock_request(&common, &run),
+                    inventory: common.inventory.display().to_string(),
                 };
                 let emit = if several {
                     cluster_emitter(&emit, name)

@@ -192,6 +192,8 @@ pub struct UpgradeRequest<'a> {
     pub interrupt: Arc<Interrupt>,
     pub records: Records,
     pub lock: LockRequest,
+    /// The inventory path, for the commands the report tells the operator to run.
+    pub inventory: String,
 }
 
 /// `upgrade`: pre-flight, stage, roll, finish.
@@ -205,7 +207,13 @@ pub async fn upgrade(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
         interrupt,
         records,
         lock,
+        inventory,
     } = req;
+    let resume = std::env::args()
+        .map(|a| crate::ssh::quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let rollback_cmd = format!("etcdroll rollback -i {}", crate::ssh::quote(&inventory));
     let started = Instant::now();
     // The lock comes first, so a second operator learns at once who is running.
     if !dry_run && unreachable_code(links).is_none() {
@@ -347,21 +355,29 @@ pub async fn upgrade(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
         RollEnd::Interrupted => (
             exit::INTERRUPTED,
             format!(
-                "interrupted: stopped after the current member; every member is running. \
-                 Run the same `etcdroll upgrade` again to continue, or `etcdroll rollback -i INVENTORY` \
-                 to go back while the cluster version is still {}",
+                "interrupted: stopped after the current member; every member is running (states and \
+                 backups in the summary). To continue: {resume}\n  To go back while the cluster version \
+                 is still {}: {rollback_cmd}",
                 view_cluster_version(&records)
             ),
         ),
         RollEnd::Failed(msg) => (
             exit::FAILED,
             format!(
-                "upgrade stopped: {msg}\n  Members already upgraded stay on {}; `etcdroll rollback -i INVENTORY` \
-                 returns them while the cluster version has not moved.",
+                "upgrade stopped: {msg}\n  The state of every member and its backup are in the summary. \
+                 Members already upgraded stay on {}.\n  To retry once the cause is fixed: {resume}\n  \
+                 To return the upgraded members (while the cluster version has not moved): {rollback_cmd}",
                 target.version
             ),
         ),
-        RollEnd::NeedsAttention(msg) => (exit::NEEDS_ATTENTION, format!("upgrade stopped, ACTION NEEDED: {msg}")),
+        RollEnd::NeedsAttention(msg) => (
+            exit::NEEDS_ATTENTION,
+            format!(
+                "upgrade stopped, ACTION NEEDED: {msg}\n  Then check with: etcdroll status -i {}\n  \
+                 and resume with: {resume}",
+                crate::ssh::quote(&inventory)
+            ),
+        ),
     };
     emit(Event::UpgradeSummary {
         rows: summary_rows(&records),
