@@ -559,6 +559,13 @@ fn a_session_killed_during_staging_is_reconnected_and_no_partial_binary_is_in_pl
     );
     for m in &lab.members {
         assert_eq!(installed_version(m), "3.5.1");
+        let leftovers: Vec<String> = std::fs::read_dir(m.dir.join("bin"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{}: {leftovers:?}", m.name);
     }
 }
 
@@ -569,4 +576,59 @@ fn installed_staged_ok(h: &LabHost) -> bool {
         .arg("--version")
         .output();
     out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("3.5.1"))
+}
+
+#[test]
+fn a_second_ctrl_c_stops_at_once_and_says_which_member_is_in_which_state() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let bin = etcd_bin("3.5.1", "etcd");
+    let mut child = etcdroll_cmd(
+        s.dir.path(),
+        &[
+            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut evs: Vec<Value> = Vec::new();
+    let mut pressed = 0;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if pressed == 0 && v["event"] == "step" && v["step"] == "stopping" {
+            for _ in 0..2 {
+                // SAFETY: signalling our own child.
+                unsafe {
+                    libc::kill(child.id() as i32, libc::SIGINT);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+            pressed = 2;
+        }
+        evs.push(v);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let last = evs.last().unwrap();
+    assert_eq!(last["event"], "run_finished", "{evs:#?}");
+    let msg = last["message"].as_str().unwrap();
+    assert!(
+        msg.contains("stopped NOW") && msg.contains("Member states"),
+        "{msg}"
+    );
+    for m in &lab.members {
+        assert!(msg.contains(&format!("{}:", m.name)), "{msg}");
+    }
+    // The member mid-restart still comes back (its remote script ignores the hang-up).
+    lab.wait_cluster_healthy(std::time::Duration::from_secs(30))
+        .unwrap();
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

@@ -317,3 +317,129 @@ fn inventory_errors_name_file_line_and_column() {
     assert!(t.contains(&format!("{}:7:", p.display())), "{t}");
     assert!(t.contains("etcd_binary"), "suggests the right name: {t}");
 }
+
+/// Key files of every type the issue names, an encrypted one with its passphrase
+/// from the environment, and ssh-agent: each logs in.
+#[test]
+fn ecdsa_rsa_encrypted_keys_and_the_agent_all_log_in() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    // The inventory without its key, so only the key under test can log in.
+    let keyless = std::fs::read_to_string(&inv)
+        .unwrap()
+        .replace("    ansible_ssh_private_key_file:", "    unused_key:");
+    std::fs::write(&inv, keyless).unwrap();
+    let keygen = |name: &str, args: &[&str]| {
+        let p = s.path(name);
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q"])
+            .args(args)
+            .arg("-f")
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let public = std::fs::read_to_string(p.with_extension("pub")).unwrap();
+        let mut auth = std::fs::OpenOptions::new()
+            .append(true)
+            .open(lab.dir.join("authorized_keys"))
+            .unwrap();
+        use std::io::Write;
+        auth.write_all(public.as_bytes()).unwrap();
+        p.display().to_string()
+    };
+    let ecdsa = keygen("k_ecdsa", &["-t", "ecdsa", "-N", ""]);
+    let rsa = keygen("k_rsa", &["-t", "rsa", "-b", "2048", "-N", ""]);
+    let enc = keygen("k_enc", &["-t", "ed25519", "-N", "correct horse"]);
+
+    for key in [&ecdsa, &rsa] {
+        let out = etcdroll(
+            s.dir.path(),
+            &[
+                "exec",
+                "-i",
+                &inv,
+                "--private-key",
+                key,
+                "--output",
+                "plain",
+                "--",
+                "true",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{key}: {}", text(&out));
+    }
+    // Encrypted: refused without the passphrase (no terminal here), accepted with it.
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "exec",
+            "-i",
+            &inv,
+            "--private-key",
+            &enc,
+            "--output",
+            "plain",
+            "--",
+            "true",
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(
+        t.contains("is encrypted") && t.contains("ETCDROLL_KEY_PASSPHRASE"),
+        "{t}"
+    );
+    let mut c = etcdroll_cmd(
+        s.dir.path(),
+        &[
+            "exec",
+            "-i",
+            &inv,
+            "--private-key",
+            &enc,
+            "--output",
+            "plain",
+            "--",
+            "true",
+        ],
+    );
+    c.env("ETCDROLL_KEY_PASSPHRASE", "correct horse");
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // ssh-agent holding the RSA key.
+    let sock = s.path("agent.sock");
+    let agent = std::process::Command::new("ssh-agent")
+        .arg("-a")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    assert!(agent.status.success());
+    let pid: String = String::from_utf8_lossy(&agent.stdout)
+        .split("SSH_AGENT_PID=")
+        .nth(1)
+        .unwrap_or("")
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let add = std::process::Command::new("ssh-add")
+        .arg(&rsa)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let mut c = etcdroll_cmd(
+        s.dir.path(),
+        &["exec", "-i", &inv, "--output", "plain", "--", "true"],
+    );
+    c.env("SSH_AUTH_SOCK", &sock);
+    let out = c.output().unwrap();
+    let _ = std::process::Command::new("kill").arg(&pid).status();
+    assert_eq!(out.status.code(), Some(0), "agent: {}", text(&out));
+}

@@ -174,9 +174,21 @@ pub fn stage_installed(tmp: &str, binary: &str) -> RemoteCommand {
     RemoteCommand::script(&script)
 }
 
-/// A private temporary name beside the target, so the final rename stays on one filesystem.
-pub fn upload_tmp_path(binary: &str, run_id: &str) -> String {
-    format!("{binary}.etcdroll-{run_id}.tmp")
+/// A private temporary name beside the target, so the final rename stays on one
+/// filesystem. Each attempt gets its own: after a dropped connection, the writer of
+/// the previous attempt may still be running on the host.
+pub fn upload_tmp_path(binary: &str, run_id: &str, attempt: u32) -> String {
+    format!("{binary}.etcdroll-{run_id}-{attempt}.tmp")
+}
+
+/// Remove the temporary files of every upload attempt of this run.
+pub fn remove_upload_tmps(binary: &str, run_id: &str) -> RemoteCommand {
+    // run_id is hex, so the glob part needs no quoting.
+    let run_id: String = run_id.chars().filter(char::is_ascii_alphanumeric).collect();
+    RemoteCommand::script(&format!(
+        "rm -f -- {}.etcdroll-{run_id}-*.tmp",
+        quote(binary)
+    ))
 }
 
 /// Swap `etcd.new` in: the running binary becomes `etcd.old` (a hard link, so the

@@ -137,8 +137,8 @@ async fn stage_one(
         });
         // Staging is safe to repeat: the upload goes to a temporary name, so a
         // dropped connection is reconnected and the upload redone (3 tries).
-        let mut result = upload_and_stage(link, payload, dest, opts, emit).await;
-        for _ in 0..2 {
+        let mut result = upload_and_stage(link, payload, dest, opts, emit, 0).await;
+        for attempt in 1..3 {
             let dropped = result.is_err() && link.session().is_ok_and(|s| s.is_closed());
             if !dropped {
                 break;
@@ -149,7 +149,15 @@ async fn stage_one(
                     "the SSH connection dropped while staging; reconnecting and uploading again"
                         .into(),
             });
-            result = upload_and_stage(link, payload, dest, opts, emit).await;
+            result = upload_and_stage(link, payload, dest, opts, emit, attempt).await;
+        }
+        if !link.become_ {
+            let _ = link
+                .run_privileged(
+                    &commands::remove_upload_tmps(dest, &opts.run_id),
+                    opts.command_timeout,
+                )
+                .await;
         }
         if let Err(e) = result {
             emit(Event::HostFailed {
@@ -237,6 +245,7 @@ async fn upload_and_stage(
     dest: &str,
     opts: &RollOptions,
     emit: &Emitter,
+    attempt: u32,
 ) -> Result<(), String> {
     let session = link.live_session().await.map_err(|e| e.to_string())?;
     let tmp = if link.become_ {
@@ -252,7 +261,7 @@ async fn upload_and_stage(
         }
         format!("{}/upload", out.stdout_text().trim())
     } else {
-        commands::upload_tmp_path(dest, &opts.run_id)
+        commands::upload_tmp_path(dest, &opts.run_id, attempt)
     };
     let total = payload.len();
     let host = link.name().to_string();
