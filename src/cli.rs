@@ -12,6 +12,7 @@ use crate::etcd::Version;
 use crate::events::Emitter;
 use crate::exit;
 use crate::inventory::{self, LoadOptions, Secret};
+use crate::journal;
 use crate::ssh::{Connector, Payload, SshOptions};
 use crate::ui::{OutputFormat, Ui};
 use crate::upgrade::lock::{self, LockInfo};
@@ -256,6 +257,10 @@ pub struct Common {
     /// Limit for SSH authentication, per host.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     pub auth_timeout: Duration,
+    /// The local journal of runs (JSON lines), default
+    /// $XDG_STATE_HOME/etcdroll/journal.jsonl or ~/.local/state/etcdroll/journal.jsonl.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
     /// Remove a stale run lock (left by a run that died) after showing it.
     #[arg(long)]
     pub break_lock: bool,
@@ -374,9 +379,17 @@ async fn run(cli: Cli) -> i32 {
             let interrupt = Arc::new(Interrupt::default());
             let opts = waits.roll_options(&common, settle);
             let run = opts.run_id.clone();
+            let emit = journaled(&common, &emit, &links, &run, "upgrade");
             let interactive = std::io::stdin().is_terminal() && !ui.is_json();
             let clusters = by_cluster(links);
             let several = clusters.len() > 1;
+            if several {
+                let layout: Vec<(String, Vec<String>)> = clusters
+                    .iter()
+                    .map(|(c, ls)| (c.clone(), ls.iter().map(|l| l.name().to_string()).collect()))
+                    .collect();
+                ui.group_by_cluster(&layout);
+            }
             if several && !yes && interactive && !dry_run {
                 let names: Vec<&str> = clusters.iter().map(|(n, _)| n.as_str()).collect();
                 let steps = vec![format!(
@@ -479,6 +492,7 @@ async fn run(cli: Cli) -> i32 {
             let records: Records = Arc::new(std::sync::Mutex::new(Vec::new()));
             let opts = waits.roll_options(&common, Duration::ZERO);
             let lock = lock_request(&common, &opts.run_id);
+            let emit = journaled(&common, &emit, &links, &opts.run_id, "rollback");
             let code = with_interrupts(
                 procedures::rollback(&links, &opts, &emit, interrupt.clone(), &lock),
                 &interrupt,
@@ -496,6 +510,7 @@ async fn run(cli: Cli) -> i32 {
             };
             let opts = waits.roll_options(&common, Duration::ZERO);
             let lock = lock_request(&common, &opts.run_id);
+            let emit = journaled(&common, &emit, &links, &opts.run_id, "backup");
             let code = procedures::backup(&links, &opts, &emit, &lock).await;
             lock::release_all(&links, &opts.run_id, common.command_timeout).await;
             ui.finish();
@@ -548,6 +563,34 @@ fn severity(code: i32) -> u8 {
         exit::OK => 0,
         _ => 1,
     }
+}
+
+/// The emitter that also records the run in the local journal, after saying where
+/// the previous run on these hosts stopped if it did not finish.
+fn journaled(
+    common: &Common,
+    emit: &Emitter,
+    links: &[HostLink],
+    run_id: &str,
+    command: &str,
+) -> Emitter {
+    let hosts: Vec<String> = links.iter().map(|l| l.name().to_string()).collect();
+    let Some(path) = common.journal.clone().or_else(journal::default_path) else {
+        return emit.clone();
+    };
+    if let Some(message) = journal::unfinished_run(&path, &hosts) {
+        emit(crate::events::Event::Warning {
+            host: None,
+            message,
+        });
+    }
+    let emit = journal::recording(emit, &path, run_id);
+    emit(crate::events::Event::RunStarted {
+        run_id: run_id.to_string(),
+        command: command.to_string(),
+        hosts,
+    });
+    emit
 }
 
 fn lock_request(common: &Common, run_id: &str) -> LockRequest {

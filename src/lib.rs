@@ -9,6 +9,7 @@ pub mod etcd;
 pub mod events;
 pub mod exit;
 pub mod inventory;
+pub mod journal;
 pub mod lab;
 pub mod ssh;
 pub mod ui;

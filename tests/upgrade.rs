@@ -414,6 +414,23 @@ fn a_killed_run_is_completed_by_running_it_again() {
         skipped.contains(&first.as_str()),
         "{first} skipped on the re-run: {t}"
     );
+    // The journal tells where the killed run stopped; its lock is taken over.
+    let warnings: Vec<&str> = of_kind(&evs, "warning")
+        .iter()
+        .map(|w| w["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("did not finish") && w.contains(&format!("{first}: done"))),
+        "{t}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("took over the stale lock")),
+        "{t}"
+    );
     for m in &lab.members {
         assert_eq!(installed_version(m), "3.5.1");
     }

@@ -33,6 +33,7 @@ struct Bars {
     multi: MultiProgress,
     hosts: HashMap<String, ProgressBar>,
     cluster: Option<ProgressBar>,
+    headings: Vec<ProgressBar>,
     upload_started: HashMap<String, Instant>,
 }
 
@@ -52,6 +53,7 @@ impl Ui {
                     multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(15)),
                     hosts: HashMap::new(),
                     cluster: None,
+                    headings: Vec::new(),
                     upload_started: HashMap::new(),
                 })
             }
@@ -84,6 +86,30 @@ impl Ui {
             }
             if let Some(c) = &b.cluster {
                 c.abandon();
+            }
+            for h in &b.headings {
+                h.abandon();
+            }
+        }
+    }
+
+    /// With several clusters, lay the bars out grouped: a heading per cluster, its
+    /// hosts beneath it.
+    pub fn group_by_cluster(&self, clusters: &[(String, Vec<String>)]) {
+        if let Mode::Bars(b) = &mut *self.lock() {
+            for (cluster, hosts) in clusters {
+                let heading = ProgressBar::new_spinner().with_style(
+                    ProgressStyle::with_template("{msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                heading.set_message(format!("{} {cluster}", style("cluster").bold()));
+                b.multi.add(heading.clone());
+                heading.tick();
+                b.headings.push(heading);
+                for h in hosts {
+                    let bar = b.bar(h);
+                    bar.set_message("waiting");
+                }
             }
         }
     }
