@@ -126,19 +126,7 @@ fn a_user_with_passwordless_sudo_upgrades_the_cluster() {
         text(&out)
     );
 
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade",
-            "-i",
-            &inv,
-            "--binary",
-            &etcd_bin("3.5.1", "etcd"),
-            "--yes",
-            "--output",
-            "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for m in &lab.members {
         assert_eq!(installed_version(m), "3.5.1");
@@ -212,7 +200,5 @@ fn a_sudo_password_is_used_and_never_shown() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(!t.contains("wrong-password-xyz"), "{t}");
-    for m in &lab.members {
-        assert_eq!(installed_version(m), "3.5.1");
-    }
+    assert_all_on(&lab, "3.5.1");
 }

@@ -77,19 +77,7 @@ fn a_backup_that_fails_at_run_time_leaves_the_member_running() {
     let victim = lab.members.iter().find(|m| m.name == "m0").unwrap();
     let _m = Mount::tmpfs(victim, "size=512m,ro");
     let pids: Vec<String> = lab.members.iter().map(etcd_pid).collect();
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade",
-            "-i",
-            &inv,
-            "--binary",
-            &etcd_bin("3.5.1", "etcd"),
-            "--yes",
-            "--output",
-            "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     let evs = events(&out);
@@ -114,17 +102,7 @@ fn ctrl_c_finishes_the_current_member_then_stops_and_a_rerun_completes() {
     let Some(lab) = lab_default() else { return };
     let s = Scratch::new();
     let inv = inventory(&lab, &s);
-    let bin = etcd_bin("3.5.1", "etcd");
-    let mut child = etcdroll_cmd(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = spawn_upgrade_351(&s, &inv);
     let stdout = child.stdout.take().unwrap();
     let mut interrupted_host = String::new();
     let mut evs: Vec<Value> = Vec::new();
@@ -161,16 +139,9 @@ fn ctrl_c_finishes_the_current_member_then_stops_and_a_rerun_completes() {
         "{last}"
     );
 
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    for m in &lab.members {
-        assert_eq!(installed_version(m), "3.5.1");
-    }
+    assert_all_on(&lab, "3.5.1");
 }
 
 #[test]
@@ -199,16 +170,7 @@ fn a_second_run_fails_at_once_naming_the_first_and_a_stale_lock_can_be_broken() 
     let s = Scratch::new();
     let inv = inventory(&lab, &s);
     let bin = etcd_bin("3.5.1", "etcd");
-    let mut first = etcdroll_cmd(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut first = spawn_upgrade_351(&s, &inv);
     let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
@@ -326,19 +288,7 @@ fn nothing_acknowledged_is_lost_while_a_client_writes_through_the_upgrade() {
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade",
-            "-i",
-            &inv,
-            "--binary",
-            &etcd_bin("3.5.1", "etcd"),
-            "--yes",
-            "--output",
-            "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     std::thread::sleep(std::time::Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (acked, refused) = writer.join().unwrap();
@@ -477,16 +427,9 @@ fn a_member_cut_off_while_waited_on_times_out_cleanly_and_a_rerun_completes() {
     assert!(o.status.success());
     lab.wait_cluster_healthy(std::time::Duration::from_secs(30))
         .unwrap();
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    for m in &lab.members {
-        assert_eq!(installed_version(m), "3.5.1");
-    }
+    assert_all_on(&lab, "3.5.1");
 }
 
 /// The sshd processes serving connections on a host (children of its listener).
@@ -517,17 +460,7 @@ fn a_session_killed_during_staging_is_reconnected_and_no_partial_binary_is_in_pl
     let Some(lab) = lab_default() else { return };
     let s = Scratch::new();
     let inv = inventory(&lab, &s);
-    let bin = etcd_bin("3.5.1", "etcd");
-    let mut child = etcdroll_cmd(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = spawn_upgrade_351(&s, &inv);
     let victim = lab.members[0].clone();
     let mut killed = 0;
     let mut evs: Vec<Value> = Vec::new();
@@ -583,17 +516,7 @@ fn a_second_ctrl_c_stops_at_once_and_says_which_member_is_in_which_state() {
     let Some(lab) = lab_default() else { return };
     let s = Scratch::new();
     let inv = inventory(&lab, &s);
-    let bin = etcd_bin("3.5.1", "etcd");
-    let mut child = etcdroll_cmd(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = spawn_upgrade_351(&s, &inv);
     let mut evs: Vec<Value> = Vec::new();
     let mut pressed = 0;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
@@ -624,11 +547,6 @@ fn a_second_ctrl_c_stops_at_once_and_says_which_member_is_in_which_state() {
     // The member mid-restart still comes back (its remote script ignores the hang-up).
     lab.wait_cluster_healthy(std::time::Duration::from_secs(30))
         .unwrap();
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

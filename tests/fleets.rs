@@ -58,23 +58,9 @@ fn members_behind_a_bastion_are_served_and_upgraded_through_it() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(of_kind(&events(&out), "member_status").len(), 3);
 
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade",
-            "-i",
-            &inv,
-            "--binary",
-            &etcd_bin("3.5.1", "etcd"),
-            "--yes",
-            "--output",
-            "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    for m in &lab.members {
-        assert_eq!(installed_version(m), "3.5.1");
-    }
+    assert_all_on(&lab, "3.5.1");
 }
 
 #[test]
@@ -214,9 +200,7 @@ fn a_tls_cluster_with_client_certificates_is_served_and_upgraded() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    for m in &lab.members {
-        assert_eq!(installed_version(m), "3.5.1");
-    }
+    assert_all_on(&lab, "3.5.1");
 
     // Another CA: the member's certificate no longer verifies.
     let other = s.path("other-ca");
@@ -349,7 +333,5 @@ fn a_kubespray_style_ini_with_a_bastion_drives_an_upgrade() {
         .collect();
     assert_eq!(done.len(), 3, "{t}");
     assert!(done.iter().all(|h| h.starts_with("node")), "{t}");
-    for m in &lab.members {
-        assert_eq!(installed_version(m), "3.5.1");
-    }
+    assert_all_on(&lab, "3.5.1");
 }

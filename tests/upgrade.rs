@@ -183,24 +183,11 @@ fn patch_upgrade_then_a_second_run_changes_nothing() {
     };
     let s = Scratch::new();
     let inv = inventory(&lab, &s);
-    let bin = etcd_bin("3.5.1", "etcd");
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    for m in &lab.members {
-        assert_eq!(installed_version(m), "3.5.1");
-    }
+    assert_all_on(&lab, "3.5.1");
     let pids: Vec<String> = lab.members.iter().map(etcd_pid).collect();
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("nothing to do"), "{t}");
@@ -396,12 +383,7 @@ fn a_killed_run_is_completed_by_running_it_again() {
     let inv = inventory(&lab, &s);
     let bin = etcd_bin("3.5.1", "etcd");
     let first = upgrade_killed_after_first_member(&s, &inv, &bin);
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     let evs = events(&out);
@@ -431,9 +413,7 @@ fn a_killed_run_is_completed_by_running_it_again() {
             .any(|w| w.contains("took over the stale lock")),
         "{t}"
     );
-    for m in &lab.members {
-        assert_eq!(installed_version(m), "3.5.1");
-    }
+    assert_all_on(&lab, "3.5.1");
 }
 
 #[test]
@@ -459,12 +439,7 @@ fn rollback_while_mixed_works_and_is_refused_once_the_cluster_version_moved() {
     );
 
     // Upgrade fully: the cluster version moves to 3.5, and rollback is refused.
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--yes", "--output", "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = etcdroll(
         s.dir.path(),
@@ -473,9 +448,7 @@ fn rollback_while_mixed_works_and_is_refused_once_the_cluster_version_moved() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(3), "{t}");
     assert!(t.contains("cluster version has moved to 3.5"), "{t}");
-    for m in &lab.members {
-        assert_eq!(installed_version(m), "3.5.1");
-    }
+    assert_all_on(&lab, "3.5.1");
 }
 
 #[test]
@@ -501,19 +474,7 @@ fn v2_data_is_backed_up_the_guides_way_and_survives() {
         "{}",
         String::from_utf8_lossy(&set.stderr)
     );
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade",
-            "-i",
-            &inv,
-            "--binary",
-            &etcd_bin("3.5.1", "etcd"),
-            "--yes",
-            "--output",
-            "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("etcdctl backup (v2)"), "{t}");
@@ -621,19 +582,7 @@ fn json_events_follow_the_documented_schema() {
     let Some(lab) = lab_default() else { return };
     let s = Scratch::new();
     let inv = inventory(&lab, &s);
-    let out = etcdroll(
-        s.dir.path(),
-        &[
-            "upgrade",
-            "-i",
-            &inv,
-            "--binary",
-            &etcd_bin("3.5.1", "etcd"),
-            "--yes",
-            "--output",
-            "json",
-        ],
-    );
+    let out = upgrade_351(&s, &inv);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let evs = events(&out);
     let known = [

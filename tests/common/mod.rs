@@ -115,3 +115,33 @@ pub fn installed_version(host: &LabHost) -> String {
         .trim_start_matches("etcd Version: ")
         .to_string()
 }
+
+/// `etcdroll upgrade -i INV --binary <etcd 3.5.1> --yes --output json`, to completion.
+pub fn upgrade_351(s: &Scratch, inv: &str) -> Output {
+    with_upgrade_351_args(inv, |args| etcdroll(s.dir.path(), args))
+}
+
+/// The same upgrade, started with its JSON events on a pipe.
+pub fn spawn_upgrade_351(s: &Scratch, inv: &str) -> std::process::Child {
+    with_upgrade_351_args(inv, |args| {
+        etcdroll_cmd(s.dir.path(), args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("etcdroll starts")
+    })
+}
+
+fn with_upgrade_351_args<R>(inv: &str, f: impl FnOnce(&[&str]) -> R) -> R {
+    let bin = etcd_bin("3.5.1", "etcd");
+    f(&[
+        "upgrade", "-i", inv, "--binary", &bin, "--yes", "--output", "json",
+    ])
+}
+
+/// Every member's installed binary is `version`.
+pub fn assert_all_on(lab: &Lab, version: &str) {
+    for m in &lab.members {
+        assert_eq!(installed_version(m), version, "{}", m.name);
+    }
+}
