@@ -70,6 +70,12 @@ fn poller(addrs: Vec<SocketAddr>, stop: Arc<AtomicBool>) -> std::thread::JoinHan
 
 /// Run a child to completion; wall time (s) and peak RSS (KiB).
 fn run_measured(cmd: &mut Command) -> Result<(f64, u64, bool)> {
+    run_measured_cpu(cmd).map(|(wall, rss, _, ok)| (wall, rss, ok))
+}
+
+/// Also the child's own CPU time (user + system, s): the controller's share of a
+/// run on a machine whose cores the lab's "remote" hosts compete for.
+fn run_measured_cpu(cmd: &mut Command) -> Result<(f64, u64, f64, bool)> {
     let t0 = Instant::now();
     let child = cmd.spawn().with_context(|| format!("{cmd:?}"))?;
     let mut status = 0;
@@ -77,9 +83,11 @@ fn run_measured(cmd: &mut Command) -> Result<(f64, u64, bool)> {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waiting for our own child.
     unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok((
         t0.elapsed().as_secs_f64(),
         usage.ru_maxrss as u64,
+        secs(usage.ru_utime) + secs(usage.ru_stime),
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
     ))
 }
@@ -369,9 +377,10 @@ fn main() -> Result<()> {
         })?;
         let inv = scratch.join(format!("inv-{n}.yml"));
         lab.write_inventory(&inv)?;
-        let (mut ours, mut theirs, mut mem) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut theirs, mut mem, mut cpu) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            let (t, r, ok) = run_measured(
+            let (t, r, c, ok) = run_measured_cpu(
                 Command::new(bin_dir().join("etcdroll"))
                     .args(["exec", "-i"])
                     .arg(&inv)
@@ -384,6 +393,7 @@ fn main() -> Result<()> {
             }
             ours.push(t);
             mem.push(r as f64);
+            cpu.push(c);
             let mut loop_script = String::new();
             for h in &lab.plain_hosts {
                 loop_script.push_str(&format!(
@@ -402,9 +412,17 @@ fn main() -> Result<()> {
             )?;
             theirs.push(t);
         }
-        let (o, t, m) = (median(ours), median(theirs), median(mem));
-        println!("\nexec -- true on {n} hosts: etcdroll {o:.2}s (peak RSS {:.1} MiB), OpenSSH loop {t:.2}s: {:.2}× the loop", m / 1024.0, o / t);
-        fan.insert(format!("{n}"), json!({"etcdroll_s": o, "openssh_loop_s": t, "ratio": o / t, "etcdroll_peak_rss_kib": m}));
+        let (o, t, m, c) = (median(ours), median(theirs), median(mem), median(cpu));
+        println!(
+            "\nexec -- true on {n} hosts: etcdroll {o:.2}s (controller CPU {c:.2}s, peak RSS {:.1} MiB), \
+             OpenSSH loop {t:.2}s: {:.2}× the loop",
+            m / 1024.0,
+            o / t
+        );
+        fan.insert(
+            format!("{n}"),
+            json!({"etcdroll_s": o, "etcdroll_cpu_s": c, "openssh_loop_s": t, "ratio": o / t, "etcdroll_peak_rss_kib": m}),
+        );
     }
     results.insert("fan_out".into(), serde_json::Value::Object(fan));
 
