@@ -443,3 +443,112 @@ fn ecdsa_rsa_encrypted_keys_and_the_agent_all_log_in() {
     let _ = std::process::Command::new("kill").arg(&pid).status();
     assert_eq!(out.status.code(), Some(0), "agent: {}", text(&out));
 }
+
+/// Commands without stdin run one after another in one kept `/bin/sh` per session
+/// (so the login shell and its rc files run once per host): each command keeps its
+/// own exit status, stdout and stderr, an `exit` or a syntax error does not end the
+/// shell, a busy shell sends the next command to a channel of its own, and a
+/// command that times out is not waited for by the next one.
+#[test]
+fn commands_share_one_kept_shell_and_stay_separate() {
+    use etcdroll::ssh::{Connector, Endpoint, RemoteCommand, SshOptions};
+    let Some(lab) = lab(etcdroll::lab::LabSpec {
+        members: 0,
+        plain_hosts: 1,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let host = &lab.plain_hosts[0];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let connector = Connector::new(SshOptions {
+            known_hosts_files: vec![lab.known_hosts.clone()],
+            identity_files: vec![lab.client_key.clone()],
+            use_agent: false,
+            ..Default::default()
+        });
+        let ep = Endpoint {
+            label: host.name.clone(),
+            host: host.ip().to_string(),
+            port: 22,
+            user: "root".into(),
+            identity_file: None,
+            known_hosts_file: None,
+            jumps: Vec::new(),
+        };
+        let session = std::sync::Arc::new(connector.connect(&ep).await.expect("connect"));
+        let limit = Duration::from_secs(10);
+        let run = |script: &str| {
+            let session = session.clone();
+            let cmd = RemoteCommand::script(script);
+            async move { session.exec(&cmd, None, limit).await.expect("exec") }
+        };
+        // The parent of each command's `sh -c` is the kept shell.
+        let shell_of = |out: &etcdroll::ssh::ExecOutput| out.stdout_text().trim().to_string();
+        let first = run("echo $PPID").await;
+        assert!(first.success());
+        let kept = shell_of(&first);
+        assert!(kept.parse::<u32>().is_ok(), "{kept:?}");
+
+        let out = run("printf 'no newline'; echo oops >&2; exit 7").await;
+        assert_eq!(out.exit_status, Some(7));
+        assert_eq!(out.stdout_text(), "no newline");
+        assert_eq!(out.stderr_text(), "oops\n");
+
+        let out = run("echo 'unbalanced").await;
+        assert_ne!(out.exit_status, Some(0), "a syntax error fails the command");
+        let out = run("cd /; X=1; printf '%s\\n\\n' \"$X\" two; echo $PPID").await;
+        assert_eq!(out.stdout_text(), format!("1\n\ntwo\n\n{kept}\n"));
+        let out = run("pwd; echo \"${X:-unset}\"; echo $PPID").await;
+        assert_eq!(
+            out.stdout_text(),
+            format!("{}\nunset\n{kept}\n", first_line(&run("echo $HOME").await)),
+            "no state leaks from one command to the next"
+        );
+
+        // While the shell is busy, a second command gets a channel of its own.
+        let (slow, other) = tokio::join!(run("sleep 1; echo $PPID"), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            run("echo $PPID").await
+        });
+        assert_eq!(shell_of(&slow), kept);
+        assert_ne!(shell_of(&other), kept);
+
+        // A timed-out command is abandoned with its shell; the next gets a new one.
+        let timed_out = session
+            .exec(
+                &RemoteCommand::script("sleep 3"),
+                None,
+                Duration::from_millis(300),
+            )
+            .await;
+        assert!(timed_out.is_err());
+        let t0 = Instant::now();
+        let after = run("echo $PPID").await;
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "did not wait for the sleep"
+        );
+        assert!(after.success());
+        assert_ne!(shell_of(&after), kept);
+
+        // Streaming reports each line of the command, and only those.
+        let mut lines = Vec::new();
+        let out = session
+            .exec_streaming(
+                &RemoteCommand::script("echo a; sleep 0.1; echo b"),
+                None,
+                limit,
+                &mut |l| lines.push(l.to_string()),
+            )
+            .await
+            .unwrap();
+        assert!(out.success());
+        assert_eq!(lines, ["a", "b"]);
+    });
+}
+
+fn first_line(out: &etcdroll::ssh::ExecOutput) -> String {
+    out.stdout_text().lines().next().unwrap_or("").to_string()
+}

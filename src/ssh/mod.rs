@@ -5,6 +5,7 @@
 pub mod command;
 pub mod config;
 pub mod known_hosts;
+mod shell;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -389,6 +390,7 @@ impl Connector {
             label: ep.label.clone(),
             handle,
             _via: via,
+            shell: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -665,6 +667,8 @@ pub struct Session {
     handle: Handle<HostKeyCheck>,
     /// Keeps the jump host's connection alive as long as this one.
     _via: Option<Arc<Session>>,
+    /// Runs the commands that need no stdin (see `shell.rs`); opened on first use.
+    shell: tokio::sync::Mutex<Option<shell::KeptShell>>,
 }
 
 impl fmt::Debug for Session {
@@ -712,6 +716,45 @@ impl Session {
         limit: Duration,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ExecOutput, SshError> {
+        // The kept shell runs one command at a time; a command that needs stdin, or
+        // one issued while the shell is busy, gets a channel of its own.
+        if input.is_none() {
+            if let Ok(mut kept) = self.shell.try_lock() {
+                let run = async {
+                    if kept.is_none() {
+                        let channel = self
+                            .handle
+                            .channel_open_session()
+                            .await
+                            .map_err(|e| self.channel_err("open session", e))?;
+                        let opened = shell::KeptShell::open(channel)
+                            .await
+                            .map_err(|e| self.channel_err("start the shell", e))?;
+                        *kept = Some(opened);
+                    }
+                    let Some(sh) = kept.as_mut() else {
+                        return Err(self.channel_err("exec", "no shell"));
+                    };
+                    sh.run(cmd.as_str(), on_line).await.map_err(|e| match e {
+                        shell::ShellError::Channel(e) => self.channel_err("exec", e),
+                        shell::ShellError::Ended => self
+                            .channel_err("exec", "the remote shell ended before the command did"),
+                    })
+                };
+                let result = tokio::time::timeout(limit, run).await;
+                if !matches!(result, Ok(Ok(_))) {
+                    // Its state is unknown now: the next command starts a fresh one.
+                    if let Some(sh) = kept.take() {
+                        tokio::spawn(sh.close());
+                    }
+                }
+                return result.map_err(|_| SshError::Timeout {
+                    host: self.label.clone(),
+                    step: format!("command `{}`", truncate(cmd.as_str(), 80)),
+                    limit,
+                })?;
+            }
+        }
         let run = async {
             let mut channel = self
                 .handle

@@ -1,0 +1,229 @@
+//! The kept shell: one long-lived `/bin/sh` per session that runs the session's
+//! commands one after another, so the host's login shell (and whatever its rc files
+//! do: a `pyenv init` costs 80 ms here) runs once per host instead of once per
+//! command. Each command runs as `sh -c 'COMMAND' </dev/null` inside it, so a
+//! syntax error, an `exit` or a `cd` in one command never reaches the next, and is
+//! framed by markers with a per-shell nonce on stdout and stderr; the end marker
+//! carries the exit status.
+
+use russh::client::Msg;
+use russh::{Channel, ChannelMsg};
+use sha2::{Digest, Sha256};
+
+use super::command::quote;
+use super::ExecOutput;
+
+pub(super) struct KeptShell {
+    channel: Channel<Msg>,
+    nonce: String,
+    count: u64,
+}
+
+/// Why the kept shell could not run a command; the shell is then discarded.
+pub(super) enum ShellError {
+    Channel(russh::Error),
+    /// The shell's channel closed before the command's end marker.
+    Ended,
+}
+
+fn nonce() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let stack = 0u8;
+    let seed = format!(
+        "{}:{}:{:p}",
+        now.as_nanos(),
+        std::process::id(),
+        &stack as *const u8
+    );
+    hex::encode(&Sha256::digest(seed.as_bytes())[..10])
+}
+
+impl KeptShell {
+    /// Starts `/bin/sh` on the host through the login shell, which runs once.
+    pub(super) async fn open(channel: Channel<Msg>) -> Result<KeptShell, russh::Error> {
+        channel.exec(true, &b"exec /bin/sh"[..]).await?;
+        Ok(KeptShell {
+            channel,
+            nonce: nonce(),
+            count: 0,
+        })
+    }
+
+    pub(super) async fn close(self) {
+        let _ = self.channel.close().await;
+    }
+
+    /// Runs one command; `on_line` sees each complete stdout line as it arrives.
+    pub(super) async fn run(
+        &mut self,
+        command: &str,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ExecOutput, ShellError> {
+        self.count += 1;
+        let begin = format!("etcdroll-begin-{}-{}", self.nonce, self.count);
+        let end = format!("etcdroll-end-{}-{}", self.nonce, self.count);
+        let script = format!(
+            "printf '\\n%s\\n' {begin}; printf '\\n%s\\n' {begin} >&2\n\
+             sh -c {cmd} </dev/null\n\
+             printf '\\n%s %s\\n' {end} \"$?\"; printf '\\n%s\\n' {end} >&2\n",
+            cmd = quote(command),
+        );
+        self.channel
+            .data_bytes(bytes::Bytes::from(script.into_bytes()))
+            .await
+            .map_err(ShellError::Channel)?;
+        let mut stdout = Framed::new(&begin, &end);
+        let mut stderr = Framed::new(&begin, &end);
+        while !(stdout.done() && stderr.done()) {
+            match self.channel.wait().await {
+                Some(ChannelMsg::Data { data }) => stdout.feed(&data, on_line),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.feed(&data, &mut |_| {}),
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return Err(ShellError::Ended),
+                Some(_) => {}
+            }
+        }
+        Ok(ExecOutput {
+            exit_status: stdout.status,
+            exit_signal: None,
+            stdout: stdout.body,
+            stderr: stderr.body,
+        })
+    }
+}
+
+/// One stream of the shell: bytes before the begin marker are dropped (what the
+/// login shell's rc files print), the command's bytes are kept, the end marker
+/// closes it (with the exit status on stdout).
+struct Framed {
+    begin: Vec<u8>,
+    end: Vec<u8>,
+    buf: Vec<u8>,
+    started: bool,
+    body: Vec<u8>,
+    /// Where the next line to report starts in `body`.
+    reported: usize,
+    status: Option<u32>,
+    finished: bool,
+}
+
+impl Framed {
+    fn new(begin: &str, end: &str) -> Framed {
+        Framed {
+            begin: format!("\n{begin}\n").into_bytes(),
+            end: format!("\n{end}").into_bytes(),
+            buf: Vec::new(),
+            started: false,
+            body: Vec::new(),
+            reported: 0,
+            status: None,
+            finished: false,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.finished
+    }
+
+    fn feed(&mut self, data: &[u8], on_line: &mut (dyn FnMut(&str) + Send)) {
+        if self.finished {
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        if !self.started {
+            let Some(at) = find(&self.buf, &self.begin) else {
+                return;
+            };
+            self.buf.drain(..at + self.begin.len());
+            self.started = true;
+        }
+        // The end marker is "\nEND[ STATUS]\n"; it may arrive split across reads.
+        if let Some(at) = find(&self.buf, &self.end) {
+            let rest = &self.buf[at + self.end.len()..];
+            if let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+                let status = String::from_utf8_lossy(&rest[..nl]).trim().to_string();
+                self.status = status.parse().ok();
+                let body: Vec<u8> = self.buf[..at].to_vec();
+                self.body.extend_from_slice(&body);
+                self.buf.clear();
+                self.finished = true;
+                self.report(on_line, true);
+            }
+            return;
+        }
+        // Keep back what could be the start of the end marker.
+        let keep = self.end.len().min(self.buf.len());
+        let safe = self.buf.len() - keep;
+        let moved: Vec<u8> = self.buf.drain(..safe).collect();
+        self.body.extend_from_slice(&moved);
+        self.report(on_line, false);
+    }
+
+    /// Reports complete lines, and at the end the last partial one.
+    fn report(&mut self, on_line: &mut (dyn FnMut(&str) + Send), last: bool) {
+        while let Some(nl) = self.body[self.reported..].iter().position(|b| *b == b'\n') {
+            on_line(&String::from_utf8_lossy(
+                &self.body[self.reported..self.reported + nl],
+            ));
+            self.reported += nl + 1;
+        }
+        if last && self.reported < self.body.len() {
+            on_line(&String::from_utf8_lossy(&self.body[self.reported..]));
+            self.reported = self.body.len();
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> (Vec<u8>, Option<u32>, Vec<String>) {
+        let mut f = Framed::new("B", "E");
+        let mut lines = Vec::new();
+        for c in chunks {
+            f.feed(c, &mut |l| lines.push(l.to_string()));
+        }
+        assert!(f.done());
+        (f.body, f.status, lines)
+    }
+
+    #[test]
+    fn rc_noise_is_dropped_and_the_status_read() {
+        let (body, status, lines) = run(&[b"motd junk\n\nB\nhello\nworld\n\nE 3\n"]);
+        assert_eq!(body, b"hello\nworld\n");
+        assert_eq!(status, Some(3));
+        assert_eq!(lines, ["hello", "world"]);
+    }
+
+    #[test]
+    fn output_without_a_final_newline() {
+        let (body, status, lines) = run(&[b"\nB\npartial\nE 0\n"]);
+        assert_eq!(body, b"partial");
+        assert_eq!(status, Some(0));
+        assert_eq!(lines, ["partial"]);
+    }
+
+    #[test]
+    fn markers_split_across_reads_byte_by_byte() {
+        let all = b"\nB\nline one\n\nmore\n\nE 17\n";
+        let chunks: Vec<&[u8]> = all.chunks(1).collect();
+        let (body, status, lines) = run(&chunks);
+        assert_eq!(body, b"line one\n\nmore\n");
+        assert_eq!(status, Some(17));
+        assert_eq!(lines, ["line one", "", "more"]);
+    }
+
+    #[test]
+    fn empty_output_and_stderr_marker_without_status() {
+        let (body, status, lines) = run(&[b"\nB\n", b"\nE\n"]);
+        assert!(body.is_empty());
+        assert_eq!(status, None);
+        assert!(lines.is_empty());
+    }
+}
