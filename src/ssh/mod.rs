@@ -814,7 +814,10 @@ impl Session {
 
     /// Stream `payload` into `remote_path` (created with mode 0600 by `umask`) and
     /// check its SHA-256 on the host. `progress` is called with the bytes sent so far.
-    /// Uses `cat` and `sha256sum`, so it needs no sftp-server and works under sudo.
+    /// Uses `tee` and `sha256sum`, so it needs no sftp-server and works under sudo:
+    /// the hash is taken as the bytes arrive (no second read of the file), and the
+    /// file's size is checked after, which catches a write that failed half-way
+    /// (a full disk) even though `tee` kept feeding the hash.
     pub async fn upload(
         &self,
         payload: &Payload,
@@ -823,13 +826,12 @@ impl Session {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), SshError> {
         let step = format!("upload to {remote_path}");
-        let cmd = RemoteCommand::script("umask 077 &&")
-            .arg("cat")
-            .raw(">")
-            .arg(remote_path)
-            .raw("&&")
-            .arg("sha256sum")
-            .arg(remote_path);
+        let cmd = RemoteCommand::script(&format!(
+            "F={f}; umask 077 && tee -- \"$F\" | sha256sum && s=$(wc -c < \"$F\") && \
+             {{ [ \"$s\" -eq {n} ] || {{ echo \"$F has $s bytes, expected {n}\" >&2; exit 1; }}; }}",
+            f = quote(remote_path),
+            n = payload.len(),
+        ));
         let mut channel = self
             .handle
             .channel_open_session()

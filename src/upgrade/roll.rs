@@ -888,7 +888,7 @@ impl Roll<'_> {
                     want.minor
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(self.opts.poll_interval).await;
         }
     }
 
