@@ -550,3 +550,61 @@ fn a_second_ctrl_c_stops_at_once_and_says_which_member_is_in_which_state() {
     let out = upgrade_351(&s, &inv);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// A disk that fills up while the new binary arrives: staging fails on that host,
+/// naming it and the cause, no member is stopped, and no partial file is left.
+#[test]
+fn a_disk_that_fills_during_the_upload_fails_staging_and_stops_nothing() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let victim = lab.members.iter().find(|m| m.name == "m1").unwrap();
+    let bin_dir = victim.etcd_binary.parent().unwrap().to_path_buf();
+    // The bin dir becomes a tmpfs holding copies of its binaries and 4 MiB to spare.
+    let keep = s.path("bin-copy");
+    std::fs::create_dir_all(&keep).unwrap();
+    let mut used = 0;
+    for f in std::fs::read_dir(&bin_dir).unwrap() {
+        let f = f.unwrap();
+        used += f.metadata().unwrap().len();
+        std::fs::copy(f.path(), keep.join(f.file_name())).unwrap();
+    }
+    let size = format!("size={}k", used / 1024 + 4096);
+    let m = Mount {
+        sshd_pid: std::fs::read_to_string(victim.dir.join("sshd.pid"))
+            .unwrap()
+            .trim()
+            .to_string(),
+        dir: bin_dir.display().to_string(),
+    };
+    let st = Command::new("nsenter")
+        .args(["-t", &m.sshd_pid, "-m", "--", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o {size} tmpfs \"$1\" && cp -a \"$2\"/. \"$1\"/"
+        ))
+        .args(["sh", &m.dir, &keep.display().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pids: Vec<String> = lab.members.iter().map(etcd_pid).collect();
+    let out = upgrade_351(&s, &inv);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(
+        t.contains("m1") && t.contains("No space left on device"),
+        "{t}"
+    );
+    assert!(t.contains("no member was stopped"), "{t}");
+    let now: Vec<String> = lab.members.iter().map(etcd_pid).collect();
+    assert_eq!(now, pids, "no member was restarted");
+    // Nothing half-written is left in the full directory.
+    let listing = Command::new("nsenter")
+        .args(["-t", &m.sshd_pid, "-m", "--", "ls", "-a", &m.dir])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        !names.contains(".tmp") && !names.contains("etcd.new"),
+        "{names}"
+    );
+}

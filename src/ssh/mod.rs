@@ -843,9 +843,24 @@ impl Session {
             .map_err(|e| self.channel_err(&step, e))?;
         let mut writer = channel.make_writer();
         let mut sent = 0u64;
-        for chunk in payload.bytes.chunks(256 * 1024) {
+        let mut out = ExecOutput::default();
+        let mut ended = false;
+        // What the remote command says while it receives: its output, and whether
+        // it ended before taking everything (a full disk makes `cat` exit).
+        let take = |msg: Option<ChannelMsg>, out: &mut ExecOutput| -> bool {
+            match msg {
+                Some(ChannelMsg::Data { data }) => out.stdout.extend_from_slice(&data),
+                Some(ChannelMsg::ExtendedData { data, .. }) => out.stderr.extend_from_slice(&data),
+                Some(ChannelMsg::ExitStatus { exit_status }) => out.exit_status = Some(exit_status),
+                Some(ChannelMsg::Close) | None => return true,
+                _ => {}
+            }
+            false
+        };
+        'send: for chunk in payload.bytes.chunks(256 * 1024) {
             // A write blocked on the flow-control window does not notice a dropped
-            // connection by itself: look at the connection while waiting.
+            // connection, or a remote command that stopped reading, by itself: look
+            // at both while waiting.
             let write = writer.write_all(chunk);
             tokio::pin!(write);
             let deadline = tokio::time::Instant::now() + stall_limit;
@@ -854,6 +869,13 @@ impl Session {
                     r = &mut write => {
                         r.map_err(|e| self.channel_err(&step, e))?;
                         break;
+                    }
+                    msg = channel.wait() => {
+                        let exited = matches!(msg, Some(ChannelMsg::ExitStatus { .. }));
+                        if take(msg, &mut out) || exited {
+                            ended = true;
+                            break 'send;
+                        }
                     }
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {
                         if self.handle.is_closed() {
@@ -874,22 +896,13 @@ impl Session {
         }
         let _ = writer.flush().await;
         drop(writer);
-        channel
-            .eof()
-            .await
-            .map_err(|e| self.channel_err(&step, e))?;
-        let mut out = ExecOutput::default();
-        let collect = async {
-            while let Some(msg) = channel.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                    ChannelMsg::ExtendedData { data, .. } => out.stderr.extend_from_slice(&data),
-                    ChannelMsg::ExitStatus { exit_status } => out.exit_status = Some(exit_status),
-                    ChannelMsg::Close => break,
-                    _ => {}
-                }
-            }
-        };
+        if !ended {
+            channel
+                .eof()
+                .await
+                .map_err(|e| self.channel_err(&step, e))?;
+        }
+        let collect = async { while !take(channel.wait().await, &mut out) {} };
         tokio::time::timeout(stall_limit, collect)
             .await
             .map_err(|_| SshError::Timeout {
@@ -897,10 +910,26 @@ impl Session {
                 step: format!("{step} (checksum)"),
                 limit: stall_limit,
             })?;
-        if !out.success() {
+        if ended && out.success() {
             return Err(self.channel_err(
                 &step,
-                format!("{}: {}", out.describe_exit(), out.last_error_line()),
+                format!(
+                    "the remote command ended after {sent} of {} bytes",
+                    payload.len()
+                ),
+            ));
+        }
+        if !out.success() {
+            let said: Vec<String> = out
+                .stderr_text()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect();
+            return Err(self.channel_err(
+                &step,
+                format!("{}: {}", out.describe_exit(), said.join("; ")),
             ));
         }
         let remote_sum = out
