@@ -608,3 +608,159 @@ fn a_disk_that_fills_during_the_upload_fails_staging_and_stops_nothing() {
         "{names}"
     );
 }
+
+/// Kill a member's restart script (and the controller) while the member is
+/// stopped, at `step`; the slow part is a `sleep` spliced into the inventory's
+/// stop or start command. Returns the member left stopped. (What kills it stands in
+/// for whatever can end a script on a host: an OOM kill, a reboot, an operator.)
+fn leave_a_member_stopped(lab: &Lab, s: &Scratch, inv: &str, step: &str) -> LabHost {
+    // A pause of its own per test, so tests running side by side never meet.
+    let pause = if step == "stopping" { "31.7" } else { "31.8" };
+    let text_inv = std::fs::read_to_string(inv).unwrap();
+    let slow: String = text_inv
+        .lines()
+        .map(|l| {
+            let t = l.trim_start();
+            if step == "stopping" && t.starts_with("etcd_stop_cmd:") {
+                format!("{l} && sleep {pause}")
+            } else if step == "starting" && t.starts_with("etcd_start_cmd:") {
+                l.replacen(
+                    "etcd_start_cmd: ",
+                    &format!("etcd_start_cmd: sleep {pause} && "),
+                    1,
+                )
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let slow_inv = s.path("slow.yml");
+    std::fs::write(&slow_inv, slow).unwrap();
+    let mut child = spawn_upgrade_351(s, slow_inv.to_str().unwrap());
+    let mut victim = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "step" && v["step"] == step {
+            victim = v["host"].as_str().unwrap().to_string();
+            break;
+        }
+    }
+    assert!(!victim.is_empty(), "the run never reached {step}");
+    // Let the stop happen (or the swap), then kill everything that would finish it.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = child.kill();
+    let _ = child.wait();
+    // The sleep's parent is the subshell running the command, whose parent is the
+    // restart script: kill those first, so nothing goes on after the sleep dies.
+    let found = Command::new("pgrep")
+        .args(["-f", &format!("^sleep {pause}$")])
+        .output()
+        .unwrap();
+    let parent = |pid: &str| -> String {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or("");
+        after.split_whitespace().nth(1).unwrap_or("0").to_string()
+    };
+    let sleeps: Vec<String> = String::from_utf8_lossy(&found.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(sleeps.len(), 1, "one sleep {pause} expected: {sleeps:?}");
+    let sub = parent(&sleeps[0]);
+    let script = parent(&sub);
+    for pid in [&script, &sub, &sleeps[0]] {
+        Command::new("kill").args(["-9", pid]).status().unwrap();
+    }
+    let host = lab
+        .members
+        .iter()
+        .find(|m| m.name == victim)
+        .unwrap()
+        .clone();
+    let status = lab.service(&host, "status").unwrap();
+    assert!(!status.status.success(), "{victim} should be stopped now");
+    host
+}
+
+/// Design §1: a re-run recognises a member an interrupted run left stopped before
+/// its binary was swapped, starts it again, then upgrades the whole cluster.
+#[test]
+fn a_member_left_stopped_before_the_swap_is_started_again_by_the_rerun() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let host = leave_a_member_stopped(&lab, &s, &inv, "stopping");
+    assert_eq!(installed_version(&host), "3.4.23");
+
+    // `check` names it and what `upgrade` will do, and changes nothing.
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "check",
+            "-i",
+            &inv,
+            "--binary",
+            &etcd_bin("3.5.1", "etcd"),
+            "--output",
+            "plain",
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains(&host.name) && t.contains("left so by an interrupted etcdroll run"),
+        "{t}"
+    );
+    assert!(!lab.service(&host, "status").unwrap().status.success());
+
+    let out = upgrade_351(&s, &inv);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let evs = events(&out);
+    assert!(
+        of_kind(&evs, "warning")
+            .iter()
+            .any(|w| w["host"] == host.name.as_str()
+                && w["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("started again on 3.4.23")),
+        "{t}"
+    );
+    assert_all_on(&lab, "3.5.1");
+}
+
+/// The same after the swap: the member is started on the new binary and counts as
+/// upgraded; the others are upgraded after it.
+#[test]
+fn a_member_left_stopped_after_the_swap_is_started_on_the_new_binary() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let host = leave_a_member_stopped(&lab, &s, &inv, "starting");
+    assert_eq!(installed_version(&host), "3.5.1");
+
+    let out = upgrade_351(&s, &inv);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let evs = events(&out);
+    assert!(
+        of_kind(&evs, "warning")
+            .iter()
+            .any(|w| w["host"] == host.name.as_str()
+                && w["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("started again on 3.5.1")),
+        "{t}"
+    );
+    // It was not restarted a second time by the roll.
+    assert!(
+        !of_kind(&evs, "step")
+            .iter()
+            .any(|e| e["host"] == host.name.as_str() && e["step"] == "stopping"),
+        "{t}"
+    );
+    assert_all_on(&lab, "3.5.1");
+}

@@ -167,7 +167,8 @@ async fn floor(lab: &Lab, hosts: &[Host], new_etcd: &Path, phases: &mut Phases) 
     let mut clients: Vec<EtcdClient> = lab.members.iter().map(client).collect();
     let t = Instant::now();
     let probes = lab.members.iter().zip(hosts).map(|(m, h)| async move {
-        tokio::task::block_in_place(|| sh_in(lab, m, &commands::probe(&h.etcd)))
+        let turn_file = format!("{}/etcdroll.turn", h.lock_dir);
+        tokio::task::block_in_place(|| sh_in(lab, m, &commands::probe(&h.etcd, &turn_file)))
     });
     for p in futures::future::join_all(probes).await {
         p?;
@@ -229,11 +230,16 @@ async fn floor(lab: &Lab, hosts: &[Host], new_etcd: &Path, phases: &mut Phases) 
         }
         let (m, v) = (&lab.members[i], &hosts[i].etcd);
         let dir = format!("{}/floor", v.backup_dir);
+        let turn_file = format!("{}/etcdroll.turn", hosts[i].lock_dir);
         let script = commands::restart_with_swap(
             v,
             &[commands::swap_in(&v.binary)],
             Some(&commands::snapshot_save(v, &dir)),
             Some(&commands::offline_backup(v, &dir, false)),
+            &commands::Turn {
+                file: &turn_file,
+                line: "run floor",
+            },
         );
         tokio::task::block_in_place(|| sh_in(lab, m, &script))?;
         clients[i].reset();

@@ -95,14 +95,19 @@ pub struct HostFacts {
     pub data_kib: u64,
     pub backup_free_kib: Option<u64>,
     pub user: String,
+    /// The turn file of a restart script that did not finish (see
+    /// `restart_with_swap`): the run that stopped this member, if it never started it.
+    pub unfinished_turn: Option<String>,
 }
 
 /// One shell script that prints `key=value` lines with every fact the pre-flight needs.
-/// It changes nothing on the host.
-pub fn probe(v: &EtcdVars) -> RemoteCommand {
+/// It changes nothing on the host. `turn_file` is where restart scripts leave their
+/// turn file.
+pub fn probe(v: &EtcdVars, turn_file: &str) -> RemoteCommand {
     let status = service_status(v);
     let script = format!(
-        r#"B={b}; C={c}; D={d}; K={k}
+        r#"B={b}; C={c}; D={d}; K={k}; T={t}
+[ -f "$T" ] && echo "unfinished_turn=$(head -n 1 "$T")"
 v() {{ "$1" --version 2>/dev/null | sed -n 's/^etcd Version: *//p' | head -n 1; }}
 echo "user=$(id -un)"
 [ -x "$B" ] && echo "binary_version=$(v "$B")" && echo "binary_stat=$(stat -c '%a %u:%g' "$B")"
@@ -119,6 +124,7 @@ exit 0"#,
         c = quote(&v.etcdctl_binary),
         d = quote(&v.data_dir),
         k = quote(&v.backup_dir),
+        t = quote(turn_file),
     );
     RemoteCommand::script(&script)
 }
@@ -147,6 +153,7 @@ pub fn parse_probe(out: &str) -> HostFacts {
             "data_kib" => f.data_kib = val.parse().unwrap_or(0),
             "has_v3_data" => f.has_v3_data = val == "1",
             "backup_free_kib" => f.backup_free_kib = val.parse().ok(),
+            "unfinished_turn" => f.unfinished_turn = some(val),
             _ => {}
         }
     }
@@ -310,7 +317,7 @@ mod tests {
         };
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(probe(&vars).as_str())
+            .arg(probe(&vars, &dir.join("run/etcdroll.turn").display().to_string()).as_str())
             .output()
             .unwrap();
         let f = parse_probe(&String::from_utf8_lossy(&out.stdout));
@@ -346,43 +353,64 @@ pub mod restart_exit {
     pub const START_FAILED: u32 = 13;
 }
 
+/// Where a member's turn is recorded while its restart script runs.
+pub struct Turn<'a> {
+    /// The turn file (beside the run lock).
+    pub file: &'a str,
+    /// Its one line: which run stopped the member, read back by a later pre-flight.
+    pub line: &'a str,
+}
+
 /// A member's whole turn as one remote script, so it costs one round trip: the
 /// online backup (while it serves; a failure stops here with nothing stopped),
 /// stop, the offline backup of the stopped data dir, swap the binaries, start.
 /// Each step prints a marker; a failure before the swap starts the old binary again.
+/// The turn file is written before the stop and removed once the start succeeded,
+/// so a member found stopped with it was left so by this script (killed half-way):
+/// the next run's pre-flight knows to start it again.
 pub fn restart_with_swap(
     v: &EtcdVars,
     swaps: &[RemoteCommand],
     online_backup: Option<&RemoteCommand>,
     backup: Option<&RemoteCommand>,
+    turn: &Turn,
 ) -> RemoteCommand {
     let start = service_start(v);
     let stop = service_stop(v);
     // SIGPIPE and SIGHUP are ignored so a dropped SSH connection never leaves the
     // script half-way with the member stopped.
-    let mut s = String::from("trap '' PIPE HUP; ");
+    // `up` starts the service and, once it started, clears the turn file.
+    let mut s = format!(
+        "trap '' PIPE HUP; TURN={}; up() {{ ( {start} ) && rm -f \"$TURN\"; }}; ",
+        quote(turn.file)
+    );
     if let Some(b) = online_backup {
         s.push_str(&format!(
             "( {b} ) || exit {}; ",
             restart_exit::SNAPSHOT_FAILED
         ));
     }
+    // Only a hint for a later run: a turn file that cannot be written stops nothing.
     s.push_str(&format!(
-        "echo '{}'; ( {stop} ) || {{ ( {start} ); exit {}; }}; echo '{}'; ",
+        "{{ mkdir -p \"$(dirname \"$TURN\")\" && printf '%s\\n' {} > \"$TURN\"; }} 2>/dev/null; ",
+        quote(turn.line)
+    ));
+    s.push_str(&format!(
+        "echo '{}'; ( {stop} ) || {{ up; exit {}; }}; echo '{}'; ",
         marker::STOPPING,
         restart_exit::STOP_FAILED,
         marker::STOPPED
     ));
     if let Some(b) = backup {
         s.push_str(&format!(
-            "( {b} ) || {{ ( {start} ); exit {}; }}; echo '{}'; ",
+            "( {b} ) || {{ up; exit {}; }}; echo '{}'; ",
             restart_exit::BACKUP_FAILED,
             marker::BACKED_UP
         ));
     }
     for sw in swaps {
         s.push_str(&format!(
-            "( {sw} ) || {{ ( {start} ); exit {}; }}; ",
+            "( {sw} ) || {{ up; exit {}; }}; ",
             restart_exit::SWAP_FAILED
         ));
     }
@@ -390,7 +418,7 @@ pub fn restart_with_swap(
         s.push_str(&format!("echo '{}'; ", marker::SWAPPED));
     }
     s.push_str(&format!(
-        "echo '{}'; ( {start} ) || exit {}; echo '{}'",
+        "echo '{}'; up || exit {}; echo '{}'",
         marker::STARTING,
         restart_exit::START_FAILED,
         marker::STARTED

@@ -95,15 +95,20 @@ impl KeptShell {
 
 /// One stream of the shell: bytes before the begin marker are dropped (what the
 /// login shell's rc files print), the command's bytes are kept, the end marker
-/// closes it (with the exit status on stdout).
+/// closes it (with the exit status on stdout). Lines are reported as soon as they
+/// are complete, so a long script's progress markers arrive live.
 struct Framed {
     begin: Vec<u8>,
     end: Vec<u8>,
+    /// Bytes not yet known to be the command's: a tail that may start the end marker.
     buf: Vec<u8>,
     started: bool,
     body: Vec<u8>,
-    /// Where the next line to report starts in `body`.
+    /// `body[..reported]` has been reported as lines.
     reported: usize,
+    /// A line was reported on the strength of a newline still in `buf`: skip that
+    /// newline when it reaches `body`.
+    newline_pending: bool,
     status: Option<u32>,
     finished: bool,
 }
@@ -117,6 +122,7 @@ impl Framed {
             started: false,
             body: Vec::new(),
             reported: 0,
+            newline_pending: false,
             status: None,
             finished: false,
         }
@@ -152,16 +158,31 @@ impl Framed {
             }
             return;
         }
-        // Keep back what could be the start of the end marker.
-        let keep = self.end.len().min(self.buf.len());
-        let safe = self.buf.len() - keep;
-        let moved: Vec<u8> = self.buf.drain(..safe).collect();
+        // Keep back only a tail that could be the start of the end marker.
+        let hold = (1..=self.end.len().min(self.buf.len()))
+            .rev()
+            .find(|&n| self.buf[self.buf.len() - n..] == self.end[..n])
+            .unwrap_or(0);
+        let moved: Vec<u8> = self.buf.drain(..self.buf.len() - hold).collect();
         self.body.extend_from_slice(&moved);
         self.report(on_line, false);
+        // A partial line followed by a newline is complete, whether that newline is
+        // the command's or the one before the end marker.
+        if hold > 0 && self.reported < self.body.len() {
+            on_line(&String::from_utf8_lossy(&self.body[self.reported..]));
+            self.reported = self.body.len();
+            self.newline_pending = true;
+        }
     }
 
     /// Reports complete lines, and at the end the last partial one.
     fn report(&mut self, on_line: &mut (dyn FnMut(&str) + Send), last: bool) {
+        if self.newline_pending && self.body.len() > self.reported {
+            if self.body[self.reported] == b'\n' {
+                self.reported += 1;
+            }
+            self.newline_pending = false;
+        }
         while let Some(nl) = self.body[self.reported..].iter().position(|b| *b == b'\n') {
             on_line(&String::from_utf8_lossy(
                 &self.body[self.reported..self.reported + nl],
@@ -217,6 +238,23 @@ mod tests {
         assert_eq!(body, b"line one\n\nmore\n");
         assert_eq!(status, Some(17));
         assert_eq!(lines, ["line one", "", "more"]);
+    }
+
+    /// A progress line is reported when its newline arrives, not when the command
+    /// ends or more output comes.
+    #[test]
+    fn lines_are_reported_as_soon_as_they_are_complete() {
+        let mut f = Framed::new("B", "E-long-marker");
+        let mut lines = Vec::new();
+        f.feed(b"\nB\n@step one\n", &mut |l| lines.push(l.to_string()));
+        assert_eq!(lines, ["@step one"]);
+        f.feed(b"\n", &mut |l| lines.push(l.to_string()));
+        f.feed(b"two", &mut |l| lines.push(l.to_string()));
+        assert_eq!(lines, ["@step one", ""]);
+        f.feed(b"\nE-long-marker 0\n", &mut |l| lines.push(l.to_string()));
+        assert!(f.done());
+        assert_eq!(lines, ["@step one", "", "two"]);
+        assert_eq!(f.body, b"@step one\n\ntwo");
     }
 
     #[test]

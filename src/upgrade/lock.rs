@@ -62,6 +62,12 @@ fn lock_file(link: &HostLink) -> String {
     format!("{}/etcdroll.lock", link.host.lock_dir.trim_end_matches('/'))
 }
 
+/// Where a member's restart script records its turn (see
+/// `commands::restart_with_swap`), beside the lock.
+pub fn turn_file(link: &HostLink) -> String {
+    format!("{}/etcdroll.turn", link.host.lock_dir.trim_end_matches('/'))
+}
+
 fn field(content: &str, k: &str) -> String {
     content
         .lines()

@@ -28,6 +28,10 @@ pub struct MemberView {
     pub auth_enabled: Option<bool>,
     pub step: Option<UpgradeStep>,
     pub problems: Vec<String>,
+    /// Stopped by a restart script that never finished (its turn file is there and
+    /// the service is down): the run named here left it so; a changing command
+    /// starts it again before anything else.
+    pub left_stopped: Option<String>,
 }
 
 impl MemberView {
@@ -48,6 +52,13 @@ pub struct ClusterView {
 impl ClusterView {
     pub fn refused(&self) -> bool {
         !self.problems.is_empty() || self.members.iter().any(|m| !m.problems.is_empty())
+    }
+
+    /// The members left stopped by an interrupted run, to start again first.
+    pub fn left_stopped(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|&i| self.members[i].left_stopped.is_some())
+            .collect()
     }
 
     pub fn all_problems(&self) -> Vec<String> {
@@ -79,6 +90,7 @@ impl ClusterView {
                     Some(UpgradeStep::Patch) => "patch upgrade".into(),
                     Some(UpgradeStep::NextMinor) => "minor upgrade".into(),
                     Some(UpgradeStep::Refused(_)) => "refused".into(),
+                    None if m.left_stopped.is_some() => "left stopped: start it first".into(),
                     None if m.healthy => "healthy".into(),
                     None => "unhealthy".into(),
                 },
@@ -147,13 +159,17 @@ async fn survey_member(
         auth_enabled: None,
         step: None,
         problems: Vec::new(),
+        left_stopped: None,
     };
     if let Err(e) = link.session() {
         m.problems.push(format!("unreachable: {e}"));
         return m;
     }
     match link
-        .run_privileged(&commands::probe(&link.host.etcd), limits.command)
+        .run_privileged(
+            &commands::probe(&link.host.etcd, &super::lock::turn_file(link)),
+            limits.command,
+        )
         .await
     {
         Ok(out) if out.success() => m.facts = Some(commands::parse_probe(&out.stdout_text())),
@@ -176,11 +192,16 @@ async fn survey_member(
             m.running = Version::parse(&v.server);
             m.cluster_version = Version::parse(&v.cluster);
         }
-        Err(e) => m.problems.push(format!(
-            "etcd does not answer at {} ({e}): every member must be up and healthy before an upgrade, \
-             so that stopping one never costs quorum",
-            link.host.etcd.client_url
-        )),
+        Err(e) => match m.facts.as_ref() {
+            Some(f) if !f.service_active && f.unfinished_turn.is_some() => {
+                m.left_stopped = f.unfinished_turn.clone();
+            }
+            _ => m.problems.push(format!(
+                "etcd does not answer at {} ({e}): every member must be up and healthy before an upgrade, \
+                 so that stopping one never costs quorum",
+                link.host.etcd.client_url
+            )),
+        },
     }
     if m.running.is_some() {
         match client.health().await {
@@ -341,6 +362,22 @@ fn cluster_rules(view: &mut ClusterView, target: Option<Version>) {
     // Quorum: with one member stopped, the rest must still be a majority of healthy members.
     let healthy = view.members.iter().filter(|m| m.healthy).count();
     let total = view.member_list.len();
+    // Members an interrupted run left stopped are started again first, as long as
+    // the others hold quorum meanwhile; past that, they are problems like any other.
+    let left = view.left_stopped();
+    if !left.is_empty() {
+        if healthy + left.len() == total && healthy > total / 2 {
+            return;
+        }
+        for i in left {
+            let m = &mut view.members[i];
+            let why = format!(
+                "stopped, left so by an interrupted etcdroll {}",
+                m.left_stopped.take().unwrap_or_default()
+            );
+            m.problems.push(why);
+        }
+    }
     if target.is_some() && total > 1 && healthy < total {
         view.problems.push(format!(
             "only {healthy} of {total} members are healthy: stopping one more could cost quorum; \

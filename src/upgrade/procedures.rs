@@ -98,6 +98,16 @@ pub async fn check(
             message: p.clone(),
         });
     }
+    for i in view.left_stopped() {
+        let m = &view.members[i];
+        emit(Event::Warning {
+            host: Some(m.host.clone()),
+            message: format!(
+                "stopped: left so by an interrupted etcdroll {}; `upgrade` and `rollback` start it again first",
+                m.left_stopped.as_deref().unwrap_or("run")
+            ),
+        });
+    }
     emit_cluster_line(&view, emit);
     if view.refused() {
         let code = unreachable_code(links).unwrap_or(exit::REFUSED);
@@ -179,6 +189,102 @@ fn plan(view: &ClusterView, todo: &[usize], target: &Target, links: &[HostLink])
     steps
 }
 
+/// What to do about members an interrupted run left stopped, as plan lines.
+fn recovery_plan(view: &ClusterView) -> Vec<String> {
+    view.left_stopped()
+        .into_iter()
+        .map(|i| {
+            let m = &view.members[i];
+            let installed = m
+                .facts
+                .as_ref()
+                .and_then(|f| f.binary_version.clone())
+                .unwrap_or_else(|| "?".into());
+            format!(
+                "{}: start it again on the etcd {installed} in place (it was left stopped by {}), \
+                 wait until healthy; then run the pre-flight again",
+                m.host,
+                m.left_stopped.as_deref().unwrap_or("an interrupted run")
+            )
+        })
+        .collect()
+}
+
+/// Start again the members an interrupted run left stopped, one at a time, then
+/// look at the cluster again. Returns the exit code to stop with on failure.
+#[allow(clippy::too_many_arguments)]
+async fn recover_left_stopped(
+    links: &[HostLink],
+    view: &mut ClusterView,
+    target: &Target,
+    survey_target: Option<Version>,
+    opts: &RollOptions,
+    emit: &Emitter,
+    interrupt: &Interrupt,
+    started: Instant,
+) -> Result<(), i32> {
+    let records: Records = Arc::new(Mutex::new(
+        view.members
+            .iter()
+            .map(|m| MemberRecord {
+                host: m.host.clone(),
+                from: m.running.map(|v| v.to_string()).unwrap_or_default(),
+                to: String::new(),
+                state: MemberState::Untouched,
+                step: None,
+                backup: None,
+                down_ms: None,
+                catch_up_ms: None,
+                down_at_ms: None,
+                up_at_ms: None,
+            })
+            .collect(),
+    ));
+    for i in view.left_stopped() {
+        let mut roll = Roll {
+            links,
+            view: &mut *view,
+            target,
+            opts,
+            emit,
+            interrupt,
+            records: records.clone(),
+            started,
+            swap_etcdctl: false,
+        };
+        let end = match roll.recover_member(i).await {
+            Ok(()) => continue,
+            Err(end) => end,
+        };
+        let (code, msg) = match end {
+            RollEnd::NeedsAttention(m) => (exit::NEEDS_ATTENTION, format!("ACTION NEEDED: {m}")),
+            RollEnd::Failed(m) => (
+                exit::FAILED,
+                format!("a member left stopped by an interrupted run could not be brought back on its new binary: {m}"),
+            ),
+            RollEnd::Interrupted | RollEnd::Completed => (exit::FAILED, "stopped".into()),
+        };
+        return Err(finish(emit, code, msg));
+    }
+    *view = survey(links, survey_target, limits(opts)).await;
+    emit_cluster_line(view, emit);
+    if view.refused() {
+        for p in view.all_problems() {
+            emit(Event::Warning {
+                host: None,
+                message: p,
+            });
+        }
+        return Err(finish(
+            emit,
+            unreachable_code(links).unwrap_or(exit::REFUSED),
+            "REFUSED by the pre-flight after starting the members left stopped (reasons above)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Shows the plan to the operator and returns whether to go ahead.
 pub type Confirm<'a> = Box<dyn Fn(&[String]) -> bool + Send + Sync + 'a>;
 
@@ -239,6 +345,41 @@ pub async fn upgrade(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
             code,
             "REFUSED by the pre-flight (reasons above); nothing was changed".to_string(),
         );
+    }
+    let recovery = recovery_plan(&view);
+    if !recovery.is_empty() {
+        if dry_run {
+            let mut steps = recovery;
+            steps.push("then plan the upgrade from what the pre-flight sees".into());
+            emit(Event::Plan { steps });
+            return finish(
+                emit,
+                exit::OK,
+                "dry run: the pre-flight passed; nothing was changed".into(),
+            );
+        }
+        if !confirm(&recovery) {
+            return finish(
+                emit,
+                exit::REFUSED,
+                "not confirmed; nothing was changed".into(),
+            );
+        }
+        emit(Event::Plan { steps: recovery });
+        if let Err(code) = recover_left_stopped(
+            links,
+            &mut view,
+            &target,
+            Some(target.version),
+            &opts,
+            emit,
+            &interrupt,
+            started,
+        )
+        .await
+        {
+            return code;
+        }
     }
     let todo: Vec<usize> = view
         .members
@@ -425,6 +566,31 @@ pub async fn rollback(
                 .into(),
         );
     }
+    let recovery = recovery_plan(&view);
+    if !recovery.is_empty() {
+        emit(Event::Plan { steps: recovery });
+        let in_place = view
+            .left_stopped()
+            .into_iter()
+            .filter_map(|i| view.members[i].facts.as_ref()?.binary_version.as_deref())
+            .find_map(Version::parse)
+            .unwrap_or(Version::new(0, 0, 0));
+        let target = Target {
+            version: in_place,
+            etcd: crate::ssh::Payload {
+                bytes: Default::default(),
+                sha256: String::new(),
+            },
+            etcdctl: None,
+        };
+        if let Err(code) = recover_left_stopped(
+            links, &mut view, &target, None, opts, emit, &interrupt, started,
+        )
+        .await
+        {
+            return code;
+        }
+    }
     // Which members run something other than their saved old binary?
     let mut todo = Vec::new();
     let mut old_version = None;
@@ -512,7 +678,13 @@ pub async fn rollback(
         if has_ctl_old {
             swaps.push(commands::swap_back(&vars.etcdctl_binary));
         }
-        let script = commands::restart_with_swap(vars, &swaps, None, None);
+        let turn_file = super::lock::turn_file(link);
+        let line = format!("run {} (rollback to {old})", opts.run_id);
+        let turn = commands::Turn {
+            file: &turn_file,
+            line: &line,
+        };
+        let script = commands::restart_with_swap(vars, &swaps, None, None, &turn);
         let t0 = Instant::now();
         let res = link.run_privileged(&script, opts.command_timeout).await;
         let mut roll = Roll {

@@ -478,7 +478,13 @@ impl Roll<'_> {
         if self.swap_etcdctl {
             swaps.push(commands::swap_in(&vars.etcdctl_binary));
         }
-        let script = commands::restart_with_swap(&vars, &swaps, Some(&snap), Some(&offline));
+        let turn_file = super::lock::turn_file(link);
+        let line = self.turn_line();
+        let turn = commands::Turn {
+            file: &turn_file,
+            line: &line,
+        };
+        let script = commands::restart_with_swap(&vars, &swaps, Some(&snap), Some(&offline), &turn);
         let mut t_stop: Option<Instant> = None;
         let mut t_start: Option<Instant> = None;
         let emit = self.emit.clone();
@@ -601,6 +607,98 @@ impl Roll<'_> {
         });
         self.record(i, |r| r.step = Some(Step::Done));
         Ok(())
+    }
+
+    /// Start a member an interrupted run left stopped, on the binary now in place;
+    /// if that does not come up healthy and a saved binary of another version is
+    /// there, put the saved one back and start it (as after a failed upgrade).
+    pub async fn recover_member(&mut self, i: usize) -> Result<(), RollEnd> {
+        let link = &self.links[i];
+        let host = link.name().to_string();
+        let facts = self.view.members[i].facts.clone().unwrap_or_default();
+        let by = self.view.members[i]
+            .left_stopped
+            .clone()
+            .unwrap_or_default();
+        let installed = facts.binary_version.as_deref().and_then(Version::parse);
+        let saved = facts.old_binary_version.as_deref().and_then(Version::parse);
+        let Some(installed) = installed else {
+            return Err(self.attention(
+                i,
+                format!(
+                    "{host} was left stopped by {by}, and {} does not run: start it by hand",
+                    link.host.etcd.binary
+                ),
+            ));
+        };
+        self.step(
+            i,
+            Step::Starting,
+            Some(format!("left stopped by {by}: starting it on {installed}")),
+        );
+        let start = commands::service_start(&link.host.etcd).and(
+            RemoteCommand::new("rm")
+                .arg("-f")
+                .arg(super::lock::turn_file(link)),
+        );
+        let started = link.run_privileged(&start, self.opts.command_timeout).await;
+        let why = match started {
+            Ok(o) if o.success() => {
+                self.step(i, Step::WaitingHealthy, None);
+                match self
+                    .wait_healthy(i, installed, self.opts.health_timeout)
+                    .await
+                {
+                    Ok(()) => {
+                        (self.emit)(Event::Warning {
+                            host: Some(host.clone()),
+                            message: format!(
+                                "started again on {installed} and healthy (it was left stopped by {by})"
+                            ),
+                        });
+                        self.view.members[i].running = Some(installed);
+                        return Ok(());
+                    }
+                    Err(why) => why,
+                }
+            }
+            Ok(o) => format!(
+                "starting it failed ({}: {})",
+                o.describe_exit(),
+                o.last_error_line()
+            ),
+            Err(e) => format!("starting it failed: {e}"),
+        };
+        let why = format!("left stopped by {by}; started again on {installed}, but {why}");
+        match saved {
+            Some(old) if old != installed => Err(self.roll_back_member(i, why, Some(old)).await),
+            _ => Err(self.attention(i, format!("{host}: {why}"))),
+        }
+    }
+
+    fn attention(&self, i: usize, why: String) -> RollEnd {
+        (self.emit)(Event::HostFailed {
+            host: self.links[i].name().to_string(),
+            step: Step::Starting,
+            error: format!("MEMBER IS NOT SERVING: {why}"),
+        });
+        self.record(i, |r| {
+            r.state = MemberState::Stopped;
+            r.step = Some(Step::Failed);
+        });
+        RollEnd::NeedsAttention(format!(
+            "{why}. Start it by hand (its service) and check its log."
+        ))
+    }
+
+    /// The line a member's turn file holds: which run stopped it, and why.
+    fn turn_line(&self) -> String {
+        format!(
+            "run {} (upgrade to {}, started {})",
+            self.opts.run_id,
+            self.target.version,
+            humantime::format_rfc3339_seconds(SystemTime::now() - self.started.elapsed())
+        )
     }
 
     fn fail(&self, i: usize, step: Step, why: String) -> RollEnd {
@@ -742,7 +840,13 @@ impl Roll<'_> {
         if self.swap_etcdctl {
             swaps.push(commands::swap_back(&vars.etcdctl_binary));
         }
-        let script = commands::restart_with_swap(&vars, &swaps, None, None);
+        let turn_file = super::lock::turn_file(&self.links[i]);
+        let line = self.turn_line();
+        let turn = commands::Turn {
+            file: &turn_file,
+            line: &line,
+        };
+        let script = commands::restart_with_swap(&vars, &swaps, None, None, &turn);
         let res = self.links[i]
             .run_privileged(&script, self.opts.command_timeout)
             .await;
