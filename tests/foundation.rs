@@ -549,6 +549,103 @@ fn commands_share_one_kept_shell_and_stay_separate() {
     });
 }
 
+/// The upload's bytes go through the kept shell's stdin; they must never be read by
+/// the shell as commands, whatever the reading command does with them, and the
+/// shell is kept only when the command took exactly what was sent.
+#[test]
+fn bytes_fed_through_the_kept_shell_are_never_run_as_commands() {
+    use etcdroll::ssh::{Connector, Endpoint, Payload, RemoteCommand, SshOptions};
+    let Some(lab) = lab(etcdroll::lab::LabSpec {
+        members: 0,
+        plain_hosts: 1,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let host = &lab.plain_hosts[0];
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("ran");
+    // Lines a shell would run, were it to read them.
+    let line = format!("\ntouch {}\n", mark.display());
+    let hostile: Vec<u8> = line.as_bytes().repeat(40_000);
+    let local = dir.path().join("payload");
+    std::fs::write(&local, &hostile).unwrap();
+    let remote = dir.path().join("uploaded");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let connector = Connector::new(SshOptions {
+            known_hosts_files: vec![lab.known_hosts.clone()],
+            identity_files: vec![lab.client_key.clone()],
+            use_agent: false,
+            ..Default::default()
+        });
+        let ep = Endpoint {
+            label: host.name.clone(),
+            host: host.ip().to_string(),
+            port: 22,
+            user: "root".into(),
+            identity_file: None,
+            known_hosts_file: None,
+            jumps: Vec::new(),
+        };
+        let session = connector.connect(&ep).await.expect("connect");
+        let limit = Duration::from_secs(10);
+        let shell_pid = || async {
+            let out = session
+                .exec(&RemoteCommand::script("echo $PPID"), None, limit)
+                .await
+                .expect("exec after a fed command");
+            assert!(out.success());
+            out.stdout_text().trim().to_string()
+        };
+        let kept = shell_pid().await;
+
+        // An upload takes exactly its bytes: the file is whole, the shell is kept.
+        let payload = Payload::read(&local).unwrap();
+        session
+            .upload(&payload, &remote.to_string_lossy(), limit, &|_| {})
+            .await
+            .expect("upload");
+        assert_eq!(std::fs::read(&remote).unwrap(), hostile);
+        assert_eq!(shell_pid().await, kept, "the shell outlives an upload");
+
+        // A command that takes fewer bytes than sent: the rest is not run, and
+        // the shell is replaced.
+        let out = session
+            .feed("head -c 5 >/dev/null", &payload.bytes, limit)
+            .await
+            .expect("a short reader is not an error of the shell");
+        assert!(out.success());
+        let replaced = shell_pid().await;
+        assert_ne!(replaced, kept);
+
+        // One that ends without reading at all.
+        let out = session.feed("exit 3", &payload.bytes, limit).await.unwrap();
+        assert_eq!(out.exit_status, Some(3));
+        assert_ne!(shell_pid().await, replaced);
+
+        // One that wants more than is sent stalls, and is abandoned.
+        let t0 = Instant::now();
+        let stalled = session
+            .feed(
+                "head -c 100000 | wc -c",
+                &bytes::Bytes::from_static(b"0123456789"),
+                Duration::from_millis(500),
+            )
+            .await;
+        assert!(
+            matches!(stalled, Err(etcdroll::ssh::SshError::Timeout { .. })),
+            "{stalled:?}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        shell_pid().await;
+    });
+    assert!(
+        !mark.exists(),
+        "bytes fed to a command were run as shell commands"
+    );
+}
+
 fn first_line(out: &etcdroll::ssh::ExecOutput) -> String {
     out.stdout_text().lines().next().unwrap_or("").to_string()
 }

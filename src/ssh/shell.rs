@@ -5,10 +5,20 @@
 //! syntax error, an `exit` or a `cd` in one command never reaches the next, and is
 //! framed by markers with a per-shell nonce on stdout and stderr; the end marker
 //! carries the exit status.
+//!
+//! A command can also be *fed* (the upload): it reads exactly N bytes from the
+//! shell's own stdin. The bytes are sent only once the command has said it started,
+//! so the shell itself never reads them as commands; after the command the shell
+//! reads a line that must be the command's token before it takes another command,
+//! so a reader that took fewer or more bytes than sent makes the shell exit (it is
+//! then replaced) instead of running what it read.
+
+use std::time::Duration;
 
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg};
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
 
 use super::command::quote;
 use super::ExecOutput;
@@ -24,6 +34,17 @@ pub(super) enum ShellError {
     Channel(russh::Error),
     /// The shell's channel closed before the command's end marker.
     Ended,
+    /// No progress for the stall limit, while sending or waiting for the result.
+    Stalled(&'static str),
+}
+
+/// What a fed command did.
+pub(super) struct Fed {
+    pub output: ExecOutput,
+    /// Bytes of the payload sent before the command ended or took them all.
+    pub sent: u64,
+    /// The shell read the token back after the command: it may run the next one.
+    pub shell_usable: bool,
 }
 
 fn nonce() -> String {
@@ -55,15 +76,161 @@ impl KeptShell {
         let _ = self.channel.close().await;
     }
 
+    fn markers(&mut self) -> (String, String) {
+        self.count += 1;
+        (
+            format!("etcdroll-begin-{}-{}", self.nonce, self.count),
+            format!("etcdroll-end-{}-{}", self.nonce, self.count),
+        )
+    }
+
+    /// Runs `command` with the shell's stdin, once it has started, fed `payload`
+    /// (see the module comment). `progress` sees the bytes sent so far.
+    pub(super) async fn run_fed(
+        &mut self,
+        command: &str,
+        payload: &bytes::Bytes,
+        stall_limit: Duration,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Fed, ShellError> {
+        let (begin, end) = self.markers();
+        let ready = format!("etcdroll-ready-{}-{}", self.nonce, self.count);
+        let token = format!("etcdroll-fed-{}-{}", self.nonce, self.count);
+        let ack = format!("etcdroll-ack-{}-{}", self.nonce, self.count);
+        let script = format!(
+            "printf '\\n%s\\n' {begin}; printf '\\n%s\\n' {begin} >&2\n\
+             sh -c {cmd}\n\
+             printf '\\n%s %s\\n' {end} \"$?\"; printf '\\n%s\\n' {end} >&2\n\
+             IFS= read -r etcdroll_fed; [ \"$etcdroll_fed\" = {token} ] || exit 1; printf '%s\\n' {ack}\n",
+            cmd = quote(&format!("printf '%s\\n' {ready}; {command}")),
+        );
+        self.channel
+            .data_bytes(bytes::Bytes::from(script.into_bytes()))
+            .await
+            .map_err(ShellError::Channel)?;
+        let mut stdout = Framed::new(&begin, &end);
+        let mut stderr = Framed::new(&begin, &end);
+        let mut started = false;
+        let feed = |msg: Option<ChannelMsg>,
+                    stdout: &mut Framed,
+                    stderr: &mut Framed,
+                    started: &mut bool|
+         -> Result<(), ShellError> {
+            match msg {
+                Some(ChannelMsg::Data { data }) => stdout.feed(&data, &mut |l| {
+                    if l == ready {
+                        *started = true;
+                    }
+                }),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.feed(&data, &mut |_| {}),
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return Err(ShellError::Ended),
+                Some(_) => {}
+            }
+            Ok(())
+        };
+        // Nothing is sent before the command has started: until then the bytes
+        // would reach the shell's command reader.
+        while !started && !stdout.done() {
+            let msg = tokio::time::timeout(stall_limit, self.channel.wait())
+                .await
+                .map_err(|_| ShellError::Stalled("starting"))?;
+            feed(msg, &mut stdout, &mut stderr, &mut started)?;
+        }
+        let mut sent = 0u64;
+        if started {
+            let mut writer = self.channel.make_writer();
+            'send: for chunk in payload.chunks(256 * 1024) {
+                let write = writer.write_all(chunk);
+                tokio::pin!(write);
+                let deadline = tokio::time::Instant::now() + stall_limit;
+                loop {
+                    // The command ending early (a failed write) or the connection
+                    // dropping shows here while a write waits on the window.
+                    tokio::select! {
+                        r = &mut write => {
+                            r.map_err(|e| ShellError::Channel(russh::Error::IO(e)))?;
+                            break;
+                        }
+                        msg = self.channel.wait() => {
+                            feed(msg, &mut stdout, &mut stderr, &mut started)?;
+                            if stdout.done() {
+                                break 'send;
+                            }
+                        }
+                        _ = tokio::time::sleep_until(deadline) => {
+                            return Err(ShellError::Stalled("sending"));
+                        }
+                    }
+                }
+                sent += chunk.len() as u64;
+                progress(sent);
+            }
+            let _ = writer.flush().await;
+        }
+        while !(stdout.done() && stderr.done()) {
+            let msg = tokio::time::timeout(stall_limit, self.channel.wait())
+                .await
+                .map_err(|_| ShellError::Stalled("waiting for the result"))?;
+            feed(msg, &mut stdout, &mut stderr, &mut started)?;
+        }
+        let shell_usable = self.confirm(&token, &ack).await;
+        let mut body = stdout.body;
+        // The start line is the command's own noise, not its output.
+        let line = format!("{ready}\n");
+        if body.starts_with(line.as_bytes()) {
+            body.drain(..line.len());
+        }
+        Ok(Fed {
+            output: ExecOutput {
+                exit_status: stdout.status,
+                exit_signal: None,
+                stdout: body,
+                stderr: stderr.body,
+            },
+            sent,
+            shell_usable,
+        })
+    }
+
+    /// Sends the token the shell reads after a fed command, and waits for its
+    /// answer; without one the shell is not to be used again.
+    async fn confirm(&mut self, token: &str, ack: &str) -> bool {
+        if self
+            .channel
+            .data_bytes(bytes::Bytes::from(format!("{token}\n").into_bytes()))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let want = format!("{ack}\n");
+        let mut seen = Vec::new();
+        let wait = async {
+            loop {
+                match self.channel.wait().await {
+                    Some(ChannelMsg::Data { data }) => {
+                        seen.extend_from_slice(&data);
+                        if find(&seen, want.as_bytes()).is_some() {
+                            return true;
+                        }
+                    }
+                    Some(ChannelMsg::Eof | ChannelMsg::Close) | None => return false,
+                    Some(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or(false)
+    }
+
     /// Runs one command; `on_line` sees each complete stdout line as it arrives.
     pub(super) async fn run(
         &mut self,
         command: &str,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ExecOutput, ShellError> {
-        self.count += 1;
-        let begin = format!("etcdroll-begin-{}-{}", self.nonce, self.count);
-        let end = format!("etcdroll-end-{}-{}", self.nonce, self.count);
+        let (begin, end) = self.markers();
         let script = format!(
             "printf '\\n%s\\n' {begin}; printf '\\n%s\\n' {begin} >&2\n\
              sh -c {cmd} </dev/null\n\
