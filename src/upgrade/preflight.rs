@@ -35,6 +35,26 @@ pub struct MemberView {
 }
 
 impl MemberView {
+    fn new(host: &str) -> MemberView {
+        MemberView {
+            host: host.to_string(),
+            facts: None,
+            client: None,
+            id: 0,
+            running: None,
+            cluster_version: None,
+            healthy: false,
+            health_answer: String::new(),
+            leader_id: 0,
+            raft_index: 0,
+            v2_enabled: false,
+            auth_enabled: None,
+            step: None,
+            problems: Vec::new(),
+            left_stopped: None,
+        }
+    }
+
     pub fn is_leader(&self) -> bool {
         self.id != 0 && self.leader_id == self.id
     }
@@ -144,55 +164,37 @@ async fn survey_member(
     target: Option<Version>,
     limits: SurveyLimits,
 ) -> MemberView {
-    let mut m = MemberView {
-        host: link.name().to_string(),
-        facts: None,
-        client: None,
-        id: 0,
-        running: None,
-        cluster_version: None,
-        healthy: false,
-        health_answer: String::new(),
-        leader_id: 0,
-        raft_index: 0,
-        v2_enabled: false,
-        auth_enabled: None,
-        step: None,
-        problems: Vec::new(),
-        left_stopped: None,
-    };
     if let Err(e) = link.session() {
+        let mut m = MemberView::new(link.name());
         m.problems.push(format!("unreachable: {e}"));
         return m;
     }
-    match link
-        .run_privileged(
-            &commands::probe(&link.host.etcd, &super::lock::turn_file(link)),
-            limits.command,
-        )
-        .await
-    {
-        Ok(out) if out.success() => m.facts = Some(commands::parse_probe(&out.stdout_text())),
-        Ok(out) => m.problems.push(format!(
-            "the pre-flight probe failed ({}): {}",
-            out.describe_exit(),
-            out.last_error_line()
-        )),
-        Err(e) => m.problems.push(format!("the pre-flight probe failed: {e}")),
-    }
-    let mut client = match link.etcd_client(limits.command).await {
-        Ok(c) => c,
-        Err(e) => {
-            m.problems.push(e);
-            return m;
+    // The probe (a shell command) and the questions to etcd (HTTP through a
+    // tunnel) need nothing from each other: ask both at once.
+    let probing = async {
+        match link
+            .run_privileged(
+                &commands::probe(&link.host.etcd, &super::lock::turn_file(link)),
+                limits.command,
+            )
+            .await
+        {
+            Ok(out) if out.success() => Ok(commands::parse_probe(&out.stdout_text())),
+            Ok(out) => Err(format!(
+                "the pre-flight probe failed ({}): {}",
+                out.describe_exit(),
+                out.last_error_line()
+            )),
+            Err(e) => Err(format!("the pre-flight probe failed: {e}")),
         }
     };
-    match client.version().await {
-        Ok(v) => {
-            m.running = Version::parse(&v.server);
-            m.cluster_version = Version::parse(&v.cluster);
-        }
-        Err(e) => match m.facts.as_ref() {
+    let (probed, (mut m, unanswered)) = tokio::join!(probing, ask_member(link, target, limits));
+    match probed {
+        Ok(facts) => m.facts = Some(facts),
+        Err(problem) => m.problems.insert(0, problem),
+    }
+    if let Some(e) = unanswered {
+        match m.facts.as_ref() {
             Some(f) if !f.service_active && f.unfinished_turn.is_some() => {
                 m.left_stopped = f.unfinished_turn.clone();
             }
@@ -201,7 +203,36 @@ async fn survey_member(
                  so that stopping one never costs quorum",
                 link.host.etcd.client_url
             )),
-        },
+        }
+    }
+    if m.client.is_some() {
+        member_rules(&mut m, link, target);
+    }
+    m
+}
+
+/// What the member's own API says: version, health, status, v2, auth. Returns
+/// the error of `/version` when it did not answer (the probe tells what it means).
+async fn ask_member(
+    link: &HostLink,
+    target: Option<Version>,
+    limits: SurveyLimits,
+) -> (MemberView, Option<String>) {
+    let mut m = MemberView::new(link.name());
+    let mut client = match link.etcd_client(limits.command).await {
+        Ok(c) => c,
+        Err(e) => {
+            m.problems.push(e);
+            return (m, None);
+        }
+    };
+    let mut unanswered = None;
+    match client.version().await {
+        Ok(v) => {
+            m.running = Version::parse(&v.server);
+            m.cluster_version = Version::parse(&v.cluster);
+        }
+        Err(e) => unanswered = Some(e.to_string()),
     }
     if m.running.is_some() {
         match client.health().await {
@@ -232,8 +263,7 @@ async fn survey_member(
         }
     }
     m.client = Some(client);
-    member_rules(&mut m, link, target);
-    m
+    (m, unanswered)
 }
 
 /// The per-member rules of the upgrade guides.
