@@ -95,13 +95,16 @@ fn two_clusters_upgrade_in_parallel_one_member_at_a_time_and_a_failure_stays_in_
     let poller = poll_down(vec![addrs(&a), addrs(&b)], stop.clone());
 
     // beta cannot back up (read-only backup dirs): beta stops at its first member,
-    // alpha is upgraded all the same.
+    // alpha is upgraded all the same. A pause after each member keeps alpha's roll
+    // long enough that a busy machine's slow handshakes for beta cannot make the
+    // runs look sequential.
     let mounts = ro_backups(&b);
     let bin = etcd_bin("3.5.1", "etcd");
     let out = etcdroll(
         s.dir.path(),
         &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--forks", "2", "--yes", "--output", "json",
+            "upgrade", "-i", &inv, "--binary", &bin, "--forks", "2", "--settle", "1s", "--yes",
+            "--output", "json",
         ],
     );
     unmount(mounts);
