@@ -167,13 +167,20 @@ impl KeptShell {
             }
             let _ = writer.flush().await;
         }
+        // The token goes right behind the bytes, so the shell finds it as soon as
+        // the command ends (one round trip fewer than waiting for the end first).
+        let token_sent = self
+            .channel
+            .data_bytes(bytes::Bytes::from(format!("{token}\n").into_bytes()))
+            .await
+            .is_ok();
         while !(stdout.done() && stderr.done()) {
             let msg = tokio::time::timeout(stall_limit, self.channel.wait())
                 .await
                 .map_err(|_| ShellError::Stalled("waiting for the result"))?;
             feed(msg, &mut stdout, &mut stderr, &mut started)?;
         }
-        let shell_usable = self.confirm(&token, &ack).await;
+        let shell_usable = token_sent && self.acknowledged(&ack, &stdout.after).await;
         let mut body = stdout.body;
         // The start line is the command's own noise, not its output.
         let line = format!("{ready}\n");
@@ -192,19 +199,15 @@ impl KeptShell {
         })
     }
 
-    /// Sends the token the shell reads after a fed command, and waits for its
-    /// answer; without one the shell is not to be used again.
-    async fn confirm(&mut self, token: &str, ack: &str) -> bool {
-        if self
-            .channel
-            .data_bytes(bytes::Bytes::from(format!("{token}\n").into_bytes()))
-            .await
-            .is_err()
-        {
-            return false;
-        }
+    /// Waits for the shell's answer to the token it read after a fed command
+    /// (`seen`: what already came after the end marker); without one the shell is
+    /// not to be used again.
+    async fn acknowledged(&mut self, ack: &str, seen: &[u8]) -> bool {
         let want = format!("{ack}\n");
-        let mut seen = Vec::new();
+        let mut seen = seen.to_vec();
+        if find(&seen, want.as_bytes()).is_some() {
+            return true;
+        }
         let wait = async {
             loop {
                 match self.channel.wait().await {
@@ -278,6 +281,8 @@ struct Framed {
     newline_pending: bool,
     status: Option<u32>,
     finished: bool,
+    /// What came after the end marker's line (a fed command's acknowledgement).
+    after: Vec<u8>,
 }
 
 impl Framed {
@@ -292,6 +297,7 @@ impl Framed {
             newline_pending: false,
             status: None,
             finished: false,
+            after: Vec::new(),
         }
     }
 
@@ -301,6 +307,7 @@ impl Framed {
 
     fn feed(&mut self, data: &[u8], on_line: &mut (dyn FnMut(&str) + Send)) {
         if self.finished {
+            self.after.extend_from_slice(data);
             return;
         }
         self.buf.extend_from_slice(data);
@@ -319,6 +326,7 @@ impl Framed {
                 self.status = status.parse().ok();
                 let body: Vec<u8> = self.buf[..at].to_vec();
                 self.body.extend_from_slice(&body);
+                self.after = rest[nl + 1..].to_vec();
                 self.buf.clear();
                 self.finished = true;
                 self.report(on_line, true);
@@ -422,6 +430,18 @@ mod tests {
         assert!(f.done());
         assert_eq!(lines, ["@step one", "", "two"]);
         assert_eq!(f.body, b"@step one\n\ntwo");
+    }
+
+    /// What follows the end marker (a fed command's acknowledgement) is kept,
+    /// whether it arrives with the marker or after it.
+    #[test]
+    fn bytes_after_the_end_marker_are_kept() {
+        let mut f = Framed::new("B", "E");
+        f.feed(b"\nB\nout\n\nE 0\nack-1", &mut |_| {});
+        assert!(f.done());
+        f.feed(b"\n", &mut |_| {});
+        assert_eq!(f.body, b"out\n");
+        assert_eq!(f.after, b"ack-1\n");
     }
 
     #[test]
