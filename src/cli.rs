@@ -369,19 +369,27 @@ async fn run(cli: Cli) -> i32 {
             settle,
             forks,
         } => {
-            let target = match target.load() {
+            // --binary is read before connecting, so a wrong path fails at once.
+            let given = match target.binary.is_some().then(|| target.load()).transpose() {
                 Ok(t) => t,
                 Err(e) => return usage_error(&common, &e),
             };
-            let Some((ui, emit, links)) = connect(&common).await else {
+            let Some((ui, emit, links, targets)) =
+                connect_with(&common, |hosts| cluster_targets(hosts, &target, given)).await
+            else {
                 return exit::USAGE;
             };
-            let interrupt = Arc::new(Interrupt::default());
             let opts = waits.roll_options(&common, settle);
             let run = opts.run_id.clone();
             let emit = journaled(&common, &emit, &links, &run, "upgrade");
             let interactive = std::io::stdin().is_terminal() && !ui.is_json();
             let clusters = by_cluster(links);
+            // Every cluster has a target: both come from the same hosts.
+            let targets: Vec<Target> = clusters
+                .iter()
+                .filter_map(|(n, _)| targets.iter().find(|(c, _)| c == n).map(|(_, t)| t.clone()))
+                .collect();
+            let interrupt = Arc::new(Interrupt::default());
             let several = clusters.len() > 1;
             if several {
                 let layout: Vec<(String, Vec<String>)> = clusters
@@ -391,12 +399,15 @@ async fn run(cli: Cli) -> i32 {
                 ui.group_by_cluster(&layout);
             }
             if several && !yes && interactive && !dry_run {
-                let names: Vec<&str> = clusters.iter().map(|(n, _)| n.as_str()).collect();
+                let names: Vec<String> = clusters
+                    .iter()
+                    .zip(&targets)
+                    .map(|((n, _), t)| format!("{n} to {}", t.version))
+                    .collect();
                 let steps = vec![format!(
-                    "upgrade {} clusters ({}), up to {forks} at a time, each one member at a time, to {}",
+                    "upgrade {} clusters ({}), up to {forks} at a time, each one member at a time",
                     names.len(),
                     names.join(", "),
-                    target.version
                 )];
                 if !ui.suspend(|| ask_to_proceed(&steps)) {
                     return exit::REFUSED;
@@ -407,36 +418,38 @@ async fn run(cli: Cli) -> i32 {
                 .map(|_| Arc::new(std::sync::Mutex::new(Vec::new())))
                 .collect();
             let forks = Arc::new(tokio::sync::Semaphore::new(forks as usize));
-            let runs = clusters.iter().zip(&records).map(|((name, links), recs)| {
-                let confirm_ui = ui.clone();
-                let req = UpgradeRequest {
-                    links,
-                    target: target.clone(),
-                    opts: opts.clone(),
-                    dry_run,
-                    confirm: Box::new(move |steps: &[String]| {
-                        if yes || several || !interactive {
-                            return true;
-                        }
-                        confirm_ui.suspend(|| ask_to_proceed(steps))
-                    }),
-                    interrupt: interrupt.clone(),
-                    records: recs.clone(),
-                    lock: lock_request(&common, &run),
-                    inventory: common.inventory.display().to_string(),
-                };
-                let emit = if several {
-                    cluster_emitter(&emit, name)
-                } else {
-                    emit.clone()
-                };
-                let forks = forks.clone();
-                async move {
-                    let _slot = forks.acquire().await;
-                    let code = procedures::upgrade(req, &emit).await;
-                    (name.clone(), code)
-                }
-            });
+            let runs = clusters.iter().zip(&records).zip(&targets).map(
+                |(((name, links), recs), target)| {
+                    let confirm_ui = ui.clone();
+                    let req = UpgradeRequest {
+                        links,
+                        target: target.clone(),
+                        opts: opts.clone(),
+                        dry_run,
+                        confirm: Box::new(move |steps: &[String]| {
+                            if yes || several || !interactive {
+                                return true;
+                            }
+                            confirm_ui.suspend(|| ask_to_proceed(steps))
+                        }),
+                        interrupt: interrupt.clone(),
+                        records: recs.clone(),
+                        lock: lock_request(&common, &run),
+                        inventory: common.inventory.display().to_string(),
+                    };
+                    let emit = if several {
+                        cluster_emitter(&emit, name)
+                    } else {
+                        emit.clone()
+                    };
+                    let forks = forks.clone();
+                    async move {
+                        let _slot = forks.acquire().await;
+                        let code = procedures::upgrade(req, &emit).await;
+                        (name.clone(), code)
+                    }
+                },
+            );
             let all = async {
                 let results = futures::future::join_all(runs).await;
                 if !several {
@@ -520,6 +533,80 @@ async fn run(cli: Cli) -> i32 {
 }
 
 /// Hosts grouped by cluster (`etcd_cluster`, else the group), in inventory order.
+/// The binary each cluster is upgraded to: its hosts' `etcdroll_binary` (one for
+/// the whole cluster), else `--binary`. Each file is read once.
+fn cluster_targets(
+    hosts: &[inventory::Host],
+    args: &TargetArgs,
+    given: Option<Target>,
+) -> Result<Vec<(String, Target)>, String> {
+    let mut clusters: Vec<(&str, Vec<&inventory::Host>)> = Vec::new();
+    for h in hosts {
+        match clusters.iter_mut().find(|(n, _)| *n == h.cluster) {
+            Some((_, v)) => v.push(h),
+            None => clusters.push((&h.cluster, vec![h])),
+        }
+    }
+    let mut loaded: Vec<((PathBuf, Option<PathBuf>), Target)> = Vec::new();
+    let mut out = Vec::new();
+    for (name, members) in clusters {
+        let mut set: Vec<(Option<&PathBuf>, Option<&PathBuf>)> = members
+            .iter()
+            .map(|h| (h.new_binary.as_ref(), h.new_etcdctl.as_ref()))
+            .collect();
+        set.dedup();
+        if set.len() > 1 {
+            let by_host: Vec<String> = members
+                .iter()
+                .map(|h| {
+                    let b = h.new_binary.as_ref();
+                    format!(
+                        "{}: {}",
+                        h.name,
+                        b.map_or("(--binary)".to_string(), |p| p.display().to_string())
+                    )
+                })
+                .collect();
+            return Err(format!(
+                "cluster {name}: its hosts name different binaries (etcdroll_binary / etcdroll_etcdctl): {}; \
+                 a cluster is upgraded to one binary, so set them on the cluster's group",
+                by_host.join(", ")
+            ));
+        }
+        let target = match set.first().copied() {
+            Some((Some(binary), etcdctl)) => {
+                let key = (binary.clone(), etcdctl.cloned().or(args.etcdctl.clone()));
+                match loaded.iter().find(|(k, _)| *k == key) {
+                    Some((_, t)) => t.clone(),
+                    None => {
+                        let t = TargetArgs {
+                            binary: Some(key.0.clone()),
+                            etcdctl: key.1.clone(),
+                            target_version: args.target_version.clone(),
+                        }
+                        .load()
+                        .map_err(|e| format!("cluster {name} (etcdroll_binary): {e}"))?;
+                        loaded.push((key, t.clone()));
+                        t
+                    }
+                }
+            }
+            Some((None, Some(_))) => {
+                return Err(format!(
+                    "cluster {name}: etcdroll_etcdctl is set but etcdroll_binary is not"
+                ))
+            }
+            _ => given.clone().ok_or_else(|| {
+                format!(
+                    "--binary is required (or etcdroll_binary for cluster {name} in the inventory)"
+                )
+            })?,
+        };
+        out.push((name.to_string(), target));
+    }
+    Ok(out)
+}
+
 fn by_cluster(links: Vec<HostLink>) -> Vec<(String, Vec<HostLink>)> {
     let mut out: Vec<(String, Vec<HostLink>)> = Vec::new();
     for l in links {
@@ -674,6 +761,17 @@ async fn with_interrupts(
 /// Load the inventory and open one session per host (all at once). None when the
 /// inventory is unusable (already reported).
 async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
+    connect_with(common, |_| Ok(()))
+        .await
+        .map(|(ui, emit, links, ())| (ui, emit, links))
+}
+
+/// Loads the inventory, runs `prepare` on its hosts (a refusal there is a usage
+/// error, before any host is contacted), then connects.
+async fn connect_with<T>(
+    common: &Common,
+    prepare: impl FnOnce(&[inventory::Host]) -> Result<T, String>,
+) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>, T)> {
     let ui = Ui::new(common.output);
     let inv = match inventory::load(
         &common.inventory,
@@ -688,6 +786,13 @@ async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
             return None;
         }
     };
+    let prepared = match prepare(&inv.hosts) {
+        Ok(p) => p,
+        Err(e) => {
+            ui.error(&e);
+            return None;
+        }
+    };
     let reach = match common.reach() {
         Ok(r) => r,
         Err(e) => {
@@ -698,5 +803,5 @@ async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
     let emit = ui.emitter();
     let connector = Arc::new(Connector::new(common.ssh_options()));
     let links = upgrade::connect_all(connector, &inv.hosts, &reach).await;
-    Some((ui, emit, links))
+    Some((ui, emit, links, prepared))
 }

@@ -3,7 +3,6 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,59 +31,31 @@ fn poll_down(
     })
 }
 
-fn ro_backups(lab: &Lab) -> Vec<String> {
-    lab.members
-        .iter()
-        .map(|m| {
-            let pid = std::fs::read_to_string(m.dir.join("sshd.pid"))
-                .unwrap()
-                .trim()
-                .to_string();
-            let dir = m.backup_dir.display().to_string();
-            let st = Command::new("nsenter")
-                .args([
-                    "-t",
-                    &pid,
-                    "-m",
-                    "--",
-                    "mount",
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    "size=512m,ro",
-                    "tmpfs",
-                    &dir,
-                ])
-                .status()
-                .unwrap();
-            assert!(st.success());
-            format!("{pid} {dir}")
-        })
-        .collect()
-}
-
-fn unmount(mounts: Vec<String>) {
-    for m in mounts {
-        let (pid, dir) = m.split_once(' ').unwrap();
-        let _ = Command::new("nsenter")
-            .args(["-t", pid, "-m", "--", "umount", "-l", dir])
-            .status();
-    }
-}
-
 #[test]
 fn two_clusters_upgrade_in_parallel_one_member_at_a_time_and_a_failure_stays_in_its_cluster() {
     let Some(a) = lab_default() else { return };
     let Some(b) = lab_default() else { return };
     let s = Scratch::new();
-    let inv = s.path("two.yml");
-    let yaml = format!(
-        "all:\n  vars:\n    ansible_user: root\n  children:\n    etcd:\n      hosts:\n{}{}",
-        a.member_entries("a-", "etcd_cluster: alpha"),
-        b.member_entries("b-", "etcd_cluster: beta")
-    );
-    std::fs::write(&inv, yaml).unwrap();
-    let inv = inv.display().to_string();
+    // beta's hosts name a binary of their own (etcdroll_binary) that never serves:
+    // beta's first member is rolled back and beta stops, alpha is upgraded to the
+    // --binary all the same. A pause after each member (3 s, against
+    // beta's 3 s health limit) keeps alpha's roll long enough that a busy
+    // machine's slow handshakes for beta cannot make the runs look sequential.
+    let broken = never_healthy_binary(&s, "3.5.1");
+    let two = |beta_extra: &str| {
+        let path = s.path(&format!("two-{}.yml", beta_extra.len()));
+        std::fs::write(
+            &path,
+            format!(
+                "all:\n  vars:\n    ansible_user: root\n  children:\n    etcd:\n      hosts:\n{}{}",
+                a.member_entries("a-", "etcd_cluster: alpha"),
+                b.member_entries("b-", &format!("etcd_cluster: beta\n{beta_extra}"))
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let inv = two(&format!("etcdroll_binary: {broken}"));
     let addrs = |l: &Lab| {
         l.members
             .iter()
@@ -94,20 +65,26 @@ fn two_clusters_upgrade_in_parallel_one_member_at_a_time_and_a_failure_stays_in_
     let stop = Arc::new(AtomicBool::new(false));
     let poller = poll_down(vec![addrs(&a), addrs(&b)], stop.clone());
 
-    // beta cannot back up (read-only backup dirs): beta stops at its first member,
-    // alpha is upgraded all the same. A pause after each member keeps alpha's roll
-    // long enough that a busy machine's slow handshakes for beta cannot make the
-    // runs look sequential.
-    let mounts = ro_backups(&b);
     let bin = etcd_bin("3.5.1", "etcd");
     let out = etcdroll(
         s.dir.path(),
         &[
-            "upgrade", "-i", &inv, "--binary", &bin, "--forks", "2", "--settle", "1s", "--yes",
-            "--output", "json",
+            "upgrade",
+            "-i",
+            &inv,
+            "--binary",
+            &bin,
+            "--forks",
+            "2",
+            "--settle",
+            "3s",
+            "--health-timeout",
+            "3s",
+            "--yes",
+            "--output",
+            "json",
         ],
     );
-    unmount(mounts);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     let evs = events(&out);
@@ -125,12 +102,9 @@ fn two_clusters_upgrade_in_parallel_one_member_at_a_time_and_a_failure_stays_in_
             .any(|e| e["cluster"] == "beta" && e["ok"] == false),
         "{t}"
     );
-    for m in &a.members {
-        assert_eq!(installed_version(m), "3.5.1");
-    }
-    for m in &b.members {
-        assert_eq!(installed_version(m), "3.4.23");
-    }
+    assert_all_on(&a, "3.5.1");
+    // beta's member that took the broken binary was put back on its old one.
+    assert_all_on(&b, "3.4.23");
     // In parallel: beta's failure came before alpha finished its members.
     let pos = |pred: &dyn Fn(&serde_json::Value) -> bool| evs.iter().position(pred).unwrap();
     let beta_failed =
@@ -145,7 +119,8 @@ fn two_clusters_upgrade_in_parallel_one_member_at_a_time_and_a_failure_stays_in_
     );
     assert_eq!(evs.last().unwrap()["event"], "run_finished");
 
-    // With the backups writable again, a re-run upgrades beta and leaves alpha be.
+    // With beta back on --binary, a re-run upgrades beta and leaves alpha be.
+    let inv = two("");
     let out = etcdroll(
         s.dir.path(),
         &[
@@ -214,4 +189,36 @@ fn exec_on_30_hosts_runs_them_concurrently() {
         last_start < first_end,
         "all 30 started before the first ended: {times:?}"
     );
+}
+
+/// One cluster takes one binary: hosts of a cluster naming different ones are
+/// refused before any host is contacted; a relative path is the inventory's.
+#[test]
+fn a_cluster_whose_hosts_name_different_binaries_is_refused_before_connecting() {
+    let s = Scratch::new();
+    let good = etcd_bin("3.5.1", "etcd");
+    std::fs::create_dir_all(s.path("bins")).unwrap();
+    std::fs::copy(&good, s.path("bins/etcd")).unwrap();
+    let inv = s.path("mixed.yml");
+    // 198.18.255.x is never given to a lab host: nothing may be contacted.
+    std::fs::write(
+        &inv,
+        format!(
+            "all:\n  children:\n    etcd:\n      hosts:\n        \
+             x1:\n          ansible_host: 198.18.255.1\n          etcdroll_binary: bins/etcd\n        \
+             x2:\n          ansible_host: 198.18.255.2\n          etcdroll_binary: {good}\n"
+        ),
+    )
+    .unwrap();
+    let inv = inv.display().to_string();
+    let out = etcdroll(s.dir.path(), &["upgrade", "-i", &inv, "--yes"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("cluster etcd")
+            && t.contains(&format!("x1: {}", s.path("bins/etcd").display()))
+            && t.contains(&format!("x2: {good}")),
+        "{t}"
+    );
+    assert!(!t.contains("connect"), "no host was contacted: {t}");
 }

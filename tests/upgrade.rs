@@ -28,18 +28,6 @@ fn member_versions(s: &Scratch, inv: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A fake etcd that prints a valid version but never serves.
-fn never_healthy_binary(s: &Scratch, version: &str) -> String {
-    let p = s.path("etcd-never-healthy");
-    std::fs::write(
-        &p,
-        format!("#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'etcd Version: {version}'; exit 0; fi\nexec sleep 100000\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p.display().to_string()
-}
-
 #[test]
 fn upgrades_3_4_to_3_5_keeping_every_key_with_restorable_backups() {
     let Some(lab) = lab_default() else { return };

@@ -44,6 +44,11 @@ pub struct Host {
     pub lock_dir: String,
     /// `etcd_cluster`, else the selected group's name.
     pub cluster: String,
+    /// The new binaries for this host's cluster, on this machine
+    /// (`etcdroll_binary`, `etcdroll_etcdctl`): instead of `--binary`/`--etcdctl`,
+    /// for fleets whose clusters need different builds (another architecture).
+    pub new_binary: Option<PathBuf>,
+    pub new_etcdctl: Option<PathBuf>,
     pub etcd: EtcdVars,
     pub location: Location,
 }
@@ -424,6 +429,8 @@ const KNOWN_OURS: &[&str] = &[
     "etcdroll_jump",
     "etcdroll_known_hosts",
     "etcdroll_lock_dir",
+    "etcdroll_binary",
+    "etcdroll_etcdctl",
 ];
 
 /// kubespray's etcd variables: accepted and ignored, so its inventories work as they are.
@@ -456,6 +463,18 @@ const KUBESPRAY_ETCD_VARS: &[&str] = &[
     "etcd_access_address",
     "etcd_client_url_https",
 ];
+
+/// A path on this machine: `~` expanded, a relative one taken from the
+/// inventory file's directory (where it was written).
+fn local_path(v: &RawVar) -> Result<PathBuf, InventoryError> {
+    let p = expand_home(&required(v)?);
+    if p.is_relative() {
+        if let Some(dir) = v.loc.file.parent() {
+            return Ok(dir.join(p));
+        }
+    }
+    Ok(p)
+}
 
 fn is_ours(key: &str) -> bool {
     key.starts_with("etcd_")
@@ -603,6 +622,8 @@ fn build_host(
         known_hosts_file: None,
         lock_dir: "/run/etcdroll".to_string(),
         cluster: group.to_string(),
+        new_binary: None,
+        new_etcdctl: None,
         etcd: EtcdVars::default(),
         location,
     };
@@ -635,6 +656,8 @@ fn build_host(
             "etcdroll_jump" => h.jump = s()?,
             "etcdroll_known_hosts" => h.known_hosts_file = s()?.map(|p| expand_home(&p)),
             "etcdroll_lock_dir" => h.lock_dir = required(v)?,
+            "etcdroll_binary" => h.new_binary = Some(local_path(v)?),
+            "etcdroll_etcdctl" => h.new_etcdctl = Some(local_path(v)?),
             "etcd_binary" => h.etcd.binary = required(v)?,
             "etcdctl_binary" => {
                 h.etcd.etcdctl_binary = required(v)?;

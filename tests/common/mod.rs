@@ -145,3 +145,19 @@ pub fn assert_all_on(lab: &Lab, version: &str) {
         assert_eq!(installed_version(m), version, "{}", m.name);
     }
 }
+
+/// A fake etcd that prints a valid version but never serves.
+pub fn never_healthy_binary(s: &Scratch, version: &str) -> String {
+    let p = s.path("etcd-never-healthy");
+    std::fs::write(
+        &p,
+        format!("#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'etcd Version: {version}'; exit 0; fi\nexec sleep 100000\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &p,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    p.display().to_string()
+}
