@@ -352,11 +352,37 @@ async fn run(cli: Cli) -> i32 {
                 Ok(v) => v,
                 Err(e) => return usage_error(&common, &e),
             };
-            let Some((ui, emit, links)) = connect(&common).await else {
+            let Some((ui, emit, links, versions)) =
+                connect_with(&common, |hosts| cluster_versions(hosts, &target, version)).await
+            else {
                 return exit::USAGE;
             };
             let opts = waits.roll_options(&common, Duration::ZERO);
-            let code = procedures::check(&links, version, &opts, &emit).await;
+            // Each cluster is surveyed on its own (its members, leader and cluster
+            // version), all at once: nothing is changed.
+            let clusters = by_cluster(links);
+            let several = clusters.len() > 1;
+            if several {
+                ui.group_by_cluster(&cluster_layout(&clusters));
+            }
+            let checks = clusters.iter().map(|(name, links)| {
+                let version = versions
+                    .iter()
+                    .find(|(c, _)| c == name)
+                    .and_then(|(_, v)| *v);
+                let emit = if several {
+                    cluster_emitter(&emit, name)
+                } else {
+                    emit.clone()
+                };
+                let opts = &opts;
+                async move {
+                    let code = procedures::check(links, version, opts, &emit).await;
+                    (name.clone(), code)
+                }
+            });
+            let results = futures::future::join_all(checks).await;
+            let code = clusters_outcome(results, several, &emit);
             ui.finish();
             code
         }
@@ -392,11 +418,7 @@ async fn run(cli: Cli) -> i32 {
             let interrupt = Arc::new(Interrupt::default());
             let several = clusters.len() > 1;
             if several {
-                let layout: Vec<(String, Vec<String>)> = clusters
-                    .iter()
-                    .map(|(c, ls)| (c.clone(), ls.iter().map(|l| l.name().to_string()).collect()))
-                    .collect();
-                ui.group_by_cluster(&layout);
+                ui.group_by_cluster(&cluster_layout(&clusters));
             }
             if several && !yes && interactive && !dry_run {
                 let names: Vec<String> = clusters
@@ -452,33 +474,7 @@ async fn run(cli: Cli) -> i32 {
             );
             let all = async {
                 let results = futures::future::join_all(runs).await;
-                if !several {
-                    return results.first().map(|(_, c)| *c).unwrap_or(exit::FAILED);
-                }
-                let code = results
-                    .iter()
-                    .map(|(_, c)| *c)
-                    .max_by_key(|c| severity(*c))
-                    .unwrap_or(exit::OK);
-                let lines: Vec<String> = results
-                    .iter()
-                    .map(|(n, c)| {
-                        format!(
-                            "cluster {n}: {}",
-                            if *c == exit::OK {
-                                "ok".to_string()
-                            } else {
-                                format!("exit {c}")
-                            }
-                        )
-                    })
-                    .collect();
-                emit(crate::events::Event::RunFinished {
-                    ok: code == exit::OK,
-                    exit_code: code,
-                    message: Some(lines.join("; ")),
-                });
-                code
+                clusters_outcome(results, several, &emit)
             };
             let code = with_interrupts(all, &interrupt, &records, &emit).await;
             // Released on every way out, including a hard stop (only our own lock).
@@ -506,14 +502,33 @@ async fn run(cli: Cli) -> i32 {
             let opts = waits.roll_options(&common, Duration::ZERO);
             let lock = lock_request(&common, &opts.run_id);
             let emit = journaled(&common, &emit, &links, &opts.run_id, "rollback");
-            let code = with_interrupts(
-                procedures::rollback(&links, &opts, &emit, interrupt.clone(), &lock),
-                &interrupt,
-                std::slice::from_ref(&records),
-                &emit,
-            )
-            .await;
-            lock::release_all(&links, &opts.run_id, common.command_timeout).await;
+            // Each cluster on its own, all at once, each one member at a time.
+            let clusters = by_cluster(links);
+            let several = clusters.len() > 1;
+            if several {
+                ui.group_by_cluster(&cluster_layout(&clusters));
+            }
+            let runs = clusters.iter().map(|(name, links)| {
+                let emit = if several {
+                    cluster_emitter(&emit, name)
+                } else {
+                    emit.clone()
+                };
+                let (opts, lock, interrupt) = (&opts, &lock, interrupt.clone());
+                async move {
+                    let code = procedures::rollback(links, opts, &emit, interrupt, lock).await;
+                    (name.clone(), code)
+                }
+            });
+            let all = async {
+                let results = futures::future::join_all(runs).await;
+                clusters_outcome(results, several, &emit)
+            };
+            let code =
+                with_interrupts(all, &interrupt, std::slice::from_ref(&records), &emit).await;
+            for (_, links) in &clusters {
+                lock::release_all(links, &opts.run_id, common.command_timeout).await;
+            }
             ui.finish();
             code
         }
@@ -524,22 +539,72 @@ async fn run(cli: Cli) -> i32 {
             let opts = waits.roll_options(&common, Duration::ZERO);
             let lock = lock_request(&common, &opts.run_id);
             let emit = journaled(&common, &emit, &links, &opts.run_id, "backup");
-            let code = procedures::backup(&links, &opts, &emit, &lock).await;
-            lock::release_all(&links, &opts.run_id, common.command_timeout).await;
+            let clusters = by_cluster(links);
+            let several = clusters.len() > 1;
+            if several {
+                ui.group_by_cluster(&cluster_layout(&clusters));
+            }
+            let runs = clusters.iter().map(|(name, links)| {
+                let emit = if several {
+                    cluster_emitter(&emit, name)
+                } else {
+                    emit.clone()
+                };
+                let (opts, lock) = (&opts, &lock);
+                async move {
+                    let code = procedures::backup(links, opts, &emit, lock).await;
+                    (name.clone(), code)
+                }
+            });
+            let results = futures::future::join_all(runs).await;
+            let code = clusters_outcome(results, several, &emit);
+            for (_, links) in &clusters {
+                lock::release_all(links, &opts.run_id, common.command_timeout).await;
+            }
             ui.finish();
             code
         }
     }
 }
 
-/// Hosts grouped by cluster (`etcd_cluster`, else the group), in inventory order.
-/// The binary each cluster is upgraded to: its hosts' `etcdroll_binary` (one for
-/// the whole cluster), else `--binary`. Each file is read once.
-fn cluster_targets(
-    hosts: &[inventory::Host],
-    args: &TargetArgs,
-    given: Option<Target>,
-) -> Result<Vec<(String, Target)>, String> {
+/// The run's exit code from its clusters' (the most serious); with several, the
+/// run's own `run_finished` says how each ended.
+fn clusters_outcome(results: Vec<(String, i32)>, several: bool, emit: &Emitter) -> i32 {
+    if !several {
+        return results.first().map(|(_, c)| *c).unwrap_or(exit::FAILED);
+    }
+    let code = results
+        .iter()
+        .map(|(_, c)| *c)
+        .max_by_key(|c| severity(*c))
+        .unwrap_or(exit::OK);
+    let lines: Vec<String> = results
+        .iter()
+        .map(|(n, c)| {
+            format!(
+                "cluster {n}: {}",
+                if *c == exit::OK {
+                    "ok".to_string()
+                } else {
+                    format!("exit {c}")
+                }
+            )
+        })
+        .collect();
+    emit(crate::events::Event::RunFinished {
+        ok: code == exit::OK,
+        exit_code: code,
+        message: Some(lines.join("; ")),
+    });
+    code
+}
+
+/// A cluster's own new binaries (`etcdroll_binary`, `etcdroll_etcdctl`).
+type OwnBinaries = Option<(PathBuf, Option<PathBuf>)>;
+
+/// The clusters of the inventory in order, each with its own new binaries if its
+/// hosts name them; all hosts of a cluster must name the same.
+fn cluster_binaries(hosts: &[inventory::Host]) -> Result<Vec<(String, OwnBinaries)>, String> {
     let mut clusters: Vec<(&str, Vec<&inventory::Host>)> = Vec::new();
     for h in hosts {
         match clusters.iter_mut().find(|(n, _)| *n == h.cluster) {
@@ -547,7 +612,6 @@ fn cluster_targets(
             None => clusters.push((&h.cluster, vec![h])),
         }
     }
-    let mut loaded: Vec<((PathBuf, Option<PathBuf>), Target)> = Vec::new();
     let mut out = Vec::new();
     for (name, members) in clusters {
         let mut set: Vec<(Option<&PathBuf>, Option<&PathBuf>)> = members
@@ -573,9 +637,33 @@ fn cluster_targets(
                 by_host.join(", ")
             ));
         }
-        let target = match set.first().copied() {
-            Some((Some(binary), etcdctl)) => {
-                let key = (binary.clone(), etcdctl.cloned().or(args.etcdctl.clone()));
+        let own = match set.first().copied() {
+            Some((Some(binary), etcdctl)) => Some((binary.clone(), etcdctl.cloned())),
+            Some((None, Some(_))) => {
+                return Err(format!(
+                    "cluster {name}: etcdroll_etcdctl is set but etcdroll_binary is not"
+                ))
+            }
+            _ => None,
+        };
+        out.push((name.to_string(), own));
+    }
+    Ok(out)
+}
+
+/// The binary each cluster is upgraded to: its own, else `--binary`. Each file
+/// is read once.
+fn cluster_targets(
+    hosts: &[inventory::Host],
+    args: &TargetArgs,
+    given: Option<Target>,
+) -> Result<Vec<(String, Target)>, String> {
+    let mut loaded: Vec<((PathBuf, Option<PathBuf>), Target)> = Vec::new();
+    let mut out = Vec::new();
+    for (name, own) in cluster_binaries(hosts)? {
+        let target = match own {
+            Some((binary, etcdctl)) => {
+                let key = (binary, etcdctl.or(args.etcdctl.clone()));
                 match loaded.iter().find(|(k, _)| *k == key) {
                     Some((_, t)) => t.clone(),
                     None => {
@@ -591,22 +679,49 @@ fn cluster_targets(
                     }
                 }
             }
-            Some((None, Some(_))) => {
-                return Err(format!(
-                    "cluster {name}: etcdroll_etcdctl is set but etcdroll_binary is not"
-                ))
-            }
-            _ => given.clone().ok_or_else(|| {
+            None => given.clone().ok_or_else(|| {
                 format!(
                     "--binary is required (or etcdroll_binary for cluster {name} in the inventory)"
                 )
             })?,
         };
-        out.push((name.to_string(), target));
+        out.push((name, target));
     }
     Ok(out)
 }
 
+/// The version each cluster is checked against: its own binary's, else the one
+/// of `--binary` / `--target-version` (none: health only).
+fn cluster_versions(
+    hosts: &[inventory::Host],
+    args: &TargetArgs,
+    given: Option<Version>,
+) -> Result<Vec<(String, Option<Version>)>, String> {
+    let mut out = Vec::new();
+    for (name, own) in cluster_binaries(hosts)? {
+        let version = match own {
+            Some((binary, _)) => TargetArgs {
+                binary: Some(binary),
+                etcdctl: None,
+                target_version: args.target_version.clone(),
+            }
+            .version()
+            .map_err(|e| format!("cluster {name} (etcdroll_binary): {e}"))?,
+            None => given,
+        };
+        out.push((name, version));
+    }
+    Ok(out)
+}
+
+fn cluster_layout(clusters: &[(String, Vec<HostLink>)]) -> Vec<(String, Vec<String>)> {
+    clusters
+        .iter()
+        .map(|(c, ls)| (c.clone(), ls.iter().map(|l| l.name().to_string()).collect()))
+        .collect()
+}
+
+/// Hosts grouped by cluster (`etcd_cluster`, else the group), in inventory order.
 fn by_cluster(links: Vec<HostLink>) -> Vec<(String, Vec<HostLink>)> {
     let mut out: Vec<(String, Vec<HostLink>)> = Vec::new();
     for l in links {

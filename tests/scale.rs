@@ -119,6 +119,34 @@ fn two_clusters_upgrade_in_parallel_one_member_at_a_time_and_a_failure_stays_in_
     );
     assert_eq!(evs.last().unwrap()["event"], "run_finished");
 
+    // A rollback takes each cluster on its own too: alpha's cluster version has
+    // moved to 3.5, so it is refused there; beta has nothing to roll back.
+    let out = etcdroll(
+        s.dir.path(),
+        &["rollback", "-i", &inv, "--yes", "--output", "json"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    let evs = events(&out);
+    let finished = of_kind(&evs, "cluster_finished");
+    assert_eq!(finished.len(), 2, "{t}");
+    assert!(
+        finished.iter().any(|e| e["cluster"] == "alpha"
+            && e["ok"] == false
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("cluster version has moved")),
+        "{t}"
+    );
+    assert!(
+        finished
+            .iter()
+            .any(|e| e["cluster"] == "beta" && e["ok"] == true),
+        "{t}"
+    );
+    assert_all_on(&a, "3.5.1");
+
     // With beta back on --binary, a re-run upgrades beta and leaves alpha be.
     let inv = two("");
     let out = etcdroll(
@@ -221,4 +249,83 @@ fn a_cluster_whose_hosts_name_different_binaries_is_refused_before_connecting() 
         "{t}"
     );
     assert!(!t.contains("connect"), "no host was contacted: {t}");
+}
+
+/// `check` on an inventory of several clusters surveys each cluster on its own
+/// (each with its own members, leader and cluster version) and says which is
+/// ready; the target of a cluster is its `etcdroll_binary`, else `--binary`.
+/// `backup` takes each cluster on its own too.
+#[test]
+fn check_and_backup_take_each_cluster_of_the_inventory_on_its_own() {
+    let Some(a) = lab_default() else { return };
+    let Some(b) = lab(etcdroll::lab::LabSpec {
+        version: "3.5.0".into(),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let s = Scratch::new();
+    let inv = s.path("two.yml");
+    // beta is already on 3.5.0; its own binary takes it to 3.5.1, while alpha's
+    // --binary (3.5.0) is a step from 3.4.23.
+    std::fs::write(
+        &inv,
+        format!(
+            "all:\n  vars:\n    ansible_user: root\n  children:\n    etcd:\n      hosts:\n{}{}",
+            a.member_entries("a-", "etcd_cluster: alpha"),
+            b.member_entries(
+                "b-",
+                &format!(
+                    "etcd_cluster: beta\netcdroll_binary: {}",
+                    etcd_bin("3.5.1", "etcd")
+                )
+            )
+        ),
+    )
+    .unwrap();
+    let inv = inv.display().to_string();
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "check",
+            "-i",
+            &inv,
+            "--binary",
+            &etcd_bin("3.5.0", "etcd"),
+            "--output",
+            "json",
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let evs = events(&out);
+    let checks = of_kind(&evs, "check");
+    assert_eq!(checks.len(), 6, "{t}");
+    for c in &checks {
+        let host = c["host"].as_str().unwrap();
+        let (version, target) = if host.starts_with("a-") {
+            ("3.4.23", "3.5.0")
+        } else {
+            ("3.5.0", "3.5.1")
+        };
+        assert_eq!(c["version"], version, "{t}");
+        assert_eq!(c["target"], target, "{t}");
+        assert_eq!(c["problems"].as_array().map(Vec::len), Some(0), "{t}");
+    }
+    let finished = of_kind(&evs, "cluster_finished");
+    assert_eq!(finished.len(), 2, "{t}");
+    assert!(finished.iter().all(|e| e["ok"] == true), "{t}");
+
+    // `backup` too takes each cluster on its own: a snapshot of every member.
+    let out = etcdroll(s.dir.path(), &["backup", "-i", &inv, "--output", "json"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let evs = events(&out);
+    let done = of_kind(&evs, "host_done");
+    assert_eq!(done.len(), 6, "{t}");
+    for d in done {
+        let snap = d["backup"].as_str().unwrap();
+        assert!(std::fs::metadata(snap).unwrap().len() > 0, "{snap}");
+    }
+    assert_eq!(of_kind(&evs, "cluster_finished").len(), 2, "{t}");
 }
