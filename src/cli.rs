@@ -339,7 +339,24 @@ async fn run(cli: Cli) -> i32 {
             let Some((ui, emit, links)) = connect(&common).await else {
                 return exit::USAGE;
             };
-            let code = adhoc::status(&links, common.command_timeout, &emit).await;
+            // Each cluster's member list, leader and cluster version are its own.
+            let clusters = by_cluster(links);
+            let several = clusters.len() > 1;
+            let runs = clusters.iter().map(|(name, links)| {
+                let emit = if several {
+                    cluster_emitter(&emit, name)
+                } else {
+                    emit.clone()
+                };
+                let limit = common.command_timeout;
+                async move { (name.clone(), adhoc::status(links, limit, &emit).await) }
+            });
+            let results = futures::future::join_all(runs).await;
+            let code = results
+                .iter()
+                .map(|(_, c)| *c)
+                .max_by_key(|c| severity(*c))
+                .unwrap_or(exit::OK);
             ui.finish();
             code
         }
@@ -733,8 +750,8 @@ fn by_cluster(links: Vec<HostLink>) -> Vec<(String, Vec<HostLink>)> {
     out
 }
 
-/// With several clusters, each cluster's end is a `cluster_finished` event; the run's
-/// own `run_finished` comes once, last.
+/// With several clusters, each cluster's end is a `cluster_finished` event (the run's
+/// own `run_finished` comes once, last) and its `cluster` events carry its name.
 fn cluster_emitter(emit: &Emitter, cluster: &str) -> Emitter {
     let emit = emit.clone();
     let cluster = cluster.to_string();
@@ -748,6 +765,19 @@ fn cluster_emitter(emit: &Emitter, cluster: &str) -> Emitter {
             ok,
             exit_code,
             message,
+        }),
+        crate::events::Event::Cluster {
+            cluster_version,
+            leader,
+            healthy,
+            members,
+            ..
+        } => emit(crate::events::Event::Cluster {
+            name: Some(cluster.clone()),
+            cluster_version,
+            leader,
+            healthy,
+            members,
         }),
         other => emit(other),
     })

@@ -174,8 +174,9 @@ pub enum Event {
         step: Step,
         error: String,
     },
-    /// The cluster as last seen.
+    /// The cluster as last seen. `name` is set when the inventory holds several.
     Cluster {
+        name: Option<String>,
         cluster_version: String,
         leader: Option<String>,
         healthy: usize,

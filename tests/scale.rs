@@ -316,6 +316,28 @@ fn check_and_backup_take_each_cluster_of_the_inventory_on_its_own() {
     assert_eq!(finished.len(), 2, "{t}");
     assert!(finished.iter().all(|e| e["ok"] == true), "{t}");
 
+    let mut named: Vec<&str> = of_kind(&evs, "cluster")
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    named.sort();
+    assert_eq!(named, ["alpha", "beta"], "{t}");
+
+    // `status` asks each cluster for its own members and leader.
+    let out = etcdroll(s.dir.path(), &["status", "-i", &inv, "--output", "json"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let evs = events(&out);
+    assert_eq!(of_kind(&evs, "member_status").len(), 6, "{t}");
+    for c in of_kind(&evs, "cluster") {
+        assert_eq!(c["members"], 3, "{t}");
+        assert_eq!(c["healthy"], 3, "{t}");
+        let leader = c["leader"].as_str().unwrap();
+        let prefix = if c["name"] == "alpha" { "a-" } else { "b-" };
+        assert!(leader.starts_with(prefix), "{t}");
+    }
+    assert_eq!(of_kind(&evs, "cluster").len(), 2, "{t}");
+
     // `backup` too takes each cluster on its own: a snapshot of every member.
     let out = etcdroll(s.dir.path(), &["backup", "-i", &inv, "--output", "json"]);
     let t = text(&out);

@@ -33,7 +33,8 @@ struct Bars {
     multi: MultiProgress,
     hosts: HashMap<String, ProgressBar>,
     cluster: Option<ProgressBar>,
-    headings: Vec<ProgressBar>,
+    /// Per cluster, with several: its heading line.
+    headings: Vec<(String, ProgressBar)>,
     upload_started: HashMap<String, Instant>,
 }
 
@@ -87,7 +88,7 @@ impl Ui {
             if let Some(c) = &b.cluster {
                 c.abandon();
             }
-            for h in &b.headings {
+            for (_, h) in &b.headings {
                 h.abandon();
             }
         }
@@ -105,7 +106,7 @@ impl Ui {
                 heading.set_message(format!("{} {cluster}", style("cluster").bold()));
                 b.multi.add(heading.clone());
                 heading.tick();
-                b.headings.push(heading);
+                b.headings.push((cluster.clone(), heading));
                 for h in hosts {
                     let bar = b.bar(h);
                     bar.set_message("waiting");
@@ -296,12 +297,14 @@ fn plain(e: &Event) {
                 .to_string(),
         ),
         Event::Cluster {
+            name,
             cluster_version,
             leader,
             healthy,
             members,
         } => Some(format!(
-            "cluster: version {cluster_version}, leader {}, {healthy}/{members} healthy",
+            "cluster{}: version {cluster_version}, leader {}, {healthy}/{members} healthy",
+            name.as_deref().map(|n| format!(" {n}")).unwrap_or_default(),
             leader.as_deref().unwrap_or("-")
         )),
         Event::Check(row) => Some(table::check_line(row)),
@@ -403,11 +406,25 @@ impl Bars {
                 );
             }
             Event::Cluster {
+                name,
                 cluster_version,
                 leader,
                 healthy,
                 members,
             } => {
+                // With several clusters, the cluster's heading carries its state.
+                if let Some((n, heading)) = self
+                    .headings
+                    .iter()
+                    .find(|(n, _)| Some(n.as_str()) == name.as_deref())
+                {
+                    heading.set_message(format!(
+                        "{} {n} · version {cluster_version} · leader {} · {healthy}/{members} healthy",
+                        style("cluster").bold(),
+                        leader.as_deref().unwrap_or("-")
+                    ));
+                    return;
+                }
                 if self.cluster.is_none() {
                     let style = ProgressStyle::with_template("{msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_bar());

@@ -142,6 +142,7 @@ pub async fn status(links: &[HostLink], limit: Duration, emit: &Emitter) -> i32 
     }
     let leader = out.iter().find(|r| r.leader).map(|r| r.host.clone());
     emit(Event::Cluster {
+        name: None,
         cluster_version: out
             .iter()
             .find(|r| !r.cluster_version.is_empty())

@@ -127,6 +127,7 @@ pub async fn check(
 
 fn emit_cluster_line(view: &ClusterView, emit: &Emitter) {
     emit(Event::Cluster {
+        name: None,
         cluster_version: view
             .cluster_version
             .map(|v| format!("{}.{}", v.major, v.minor))

@@ -943,6 +943,7 @@ impl Roll<'_> {
             }
         }
         (self.emit)(Event::Cluster {
+            name: None,
             cluster_version,
             leader,
             healthy,
