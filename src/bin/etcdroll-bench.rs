@@ -7,8 +7,10 @@
 //!   etcdroll, and a hand-written OpenSSH script with ControlMaster
 //!   (scripts/bench-openssh-peer.sh). A poller in the root namespace asks every
 //!   member's /health every 20 ms and measures each member's time down.
-//! - upload: 24 MB to one host, etcdroll's upload vs scp.
-//! - fan-out: `exec -- true` on 30 and 100 hosts vs a parallel OpenSSH loop.
+//! - upload: 24 MB to one host, etcdroll's upload vs scp, first on a new
+//!   connection and again on the same one.
+//! - fan-out: `exec -- true` and `check` on 30 and 100 hosts vs a parallel
+//!   OpenSSH loop of `ssh host true`.
 //!
 //! Results go to stdout and target/bench/results.json.
 
@@ -618,6 +620,7 @@ fn main() -> Result<()> {
         lab.write_inventory(&inv)?;
         let (mut ours, mut theirs, mut mem, mut cpu) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut check_wall, mut check_mem, mut check_cpu) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             let (t, r, c, ok) = run_measured_cpu(
                 Command::new(bin_dir().join("etcdroll"))
@@ -633,6 +636,19 @@ fn main() -> Result<()> {
             ours.push(t);
             mem.push(r as f64);
             cpu.push(c);
+            // `check` on the same hosts: probe, tunnel and HTTP per host. They run
+            // no etcd, so it refuses (exit 3) after asking every one of them.
+            let (t, r, c, _) = run_measured_cpu(
+                Command::new(bin_dir().join("etcdroll"))
+                    .args(["check", "-i"])
+                    .arg(&inv)
+                    .args(["--group", "hosts", "--output", "json"])
+                    .env("HOME", &scratch)
+                    .stdout(std::process::Stdio::null()),
+            )?;
+            check_wall.push(t);
+            check_mem.push(r as f64);
+            check_cpu.push(c);
             let mut loop_script = String::new();
             for h in &lab.plain_hosts {
                 loop_script.push_str(&format!(
@@ -652,6 +668,7 @@ fn main() -> Result<()> {
             theirs.push(t);
         }
         let (o, t, m, c) = (median(ours), median(theirs), median(mem), median(cpu));
+        let (cw, cm, cc) = (median(check_wall), median(check_mem), median(check_cpu));
         println!(
             "\nexec -- true on {n} hosts: etcdroll {o:.2}s (controller CPU {c:.2}s, peak RSS {:.1} MiB), \
              OpenSSH loop {t:.2}s: {:.2}× the loop",
@@ -661,6 +678,16 @@ fn main() -> Result<()> {
         fan.insert(
             format!("{n}"),
             json!({"etcdroll_s": o, "etcdroll_cpu_s": c, "openssh_loop_s": t, "ratio": o / t, "etcdroll_peak_rss_kib": m}),
+        );
+        println!(
+            "check on {n} hosts: etcdroll {cw:.2}s (controller CPU {cc:.2}s, peak RSS {:.1} MiB): \
+             {:.2}× the OpenSSH `true` loop",
+            cm / 1024.0,
+            cw / t
+        );
+        fan.insert(
+            format!("check_{n}"),
+            json!({"etcdroll_s": cw, "etcdroll_cpu_s": cc, "etcdroll_peak_rss_kib": cm, "openssh_true_loop_s": t, "ratio": cw / t}),
         );
     }
     results.insert("fan_out".into(), serde_json::Value::Object(fan));
