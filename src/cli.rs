@@ -343,11 +343,7 @@ async fn run(cli: Cli) -> i32 {
             let clusters = by_cluster(links);
             let several = clusters.len() > 1;
             let runs = clusters.iter().map(|(name, links)| {
-                let emit = if several {
-                    cluster_emitter(&emit, name)
-                } else {
-                    emit.clone()
-                };
+                let emit = cluster_emitter(&emit, name, several);
                 let limit = common.command_timeout;
                 async move { (name.clone(), adhoc::status(links, limit, &emit).await) }
             });
@@ -387,11 +383,7 @@ async fn run(cli: Cli) -> i32 {
                     .iter()
                     .find(|(c, _)| c == name)
                     .and_then(|(_, v)| *v);
-                let emit = if several {
-                    cluster_emitter(&emit, name)
-                } else {
-                    emit.clone()
-                };
+                let emit = cluster_emitter(&emit, name, several);
                 let opts = &opts;
                 async move {
                     let code = procedures::check(links, version, opts, &emit).await;
@@ -476,11 +468,7 @@ async fn run(cli: Cli) -> i32 {
                         lock: lock_request(&common, &run),
                         inventory: common.inventory.display().to_string(),
                     };
-                    let emit = if several {
-                        cluster_emitter(&emit, name)
-                    } else {
-                        emit.clone()
-                    };
+                    let emit = cluster_emitter(&emit, name, several);
                     let forks = forks.clone();
                     async move {
                         let _slot = forks.acquire().await;
@@ -526,11 +514,7 @@ async fn run(cli: Cli) -> i32 {
                 ui.group_by_cluster(&cluster_layout(&clusters));
             }
             let runs = clusters.iter().map(|(name, links)| {
-                let emit = if several {
-                    cluster_emitter(&emit, name)
-                } else {
-                    emit.clone()
-                };
+                let emit = cluster_emitter(&emit, name, several);
                 let (opts, lock, interrupt) = (&opts, &lock, interrupt.clone());
                 async move {
                     let code = procedures::rollback(links, opts, &emit, interrupt, lock).await;
@@ -562,11 +546,7 @@ async fn run(cli: Cli) -> i32 {
                 ui.group_by_cluster(&cluster_layout(&clusters));
             }
             let runs = clusters.iter().map(|(name, links)| {
-                let emit = if several {
-                    cluster_emitter(&emit, name)
-                } else {
-                    emit.clone()
-                };
+                let emit = cluster_emitter(&emit, name, several);
                 let (opts, lock) = (&opts, &lock);
                 async move {
                     let code = procedures::backup(links, opts, &emit, lock).await;
@@ -750,10 +730,14 @@ fn by_cluster(links: Vec<HostLink>) -> Vec<(String, Vec<HostLink>)> {
     out
 }
 
-/// With several clusters, each cluster's end is a `cluster_finished` event (the run's
-/// own `run_finished` comes once, last) and its `cluster` events carry its name.
-fn cluster_emitter(emit: &Emitter, cluster: &str) -> Emitter {
+/// The emitter of one cluster's run: with several clusters, its end is a
+/// `cluster_finished` event (the run's own `run_finished` comes once, last) and its
+/// `cluster` events carry its name; with one, the run's emitter as it is.
+fn cluster_emitter(emit: &Emitter, cluster: &str, several: bool) -> Emitter {
     let emit = emit.clone();
+    if !several {
+        return emit;
+    }
     let cluster = cluster.to_string();
     Arc::new(move |e| match e {
         crate::events::Event::RunFinished {
