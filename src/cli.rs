@@ -374,24 +374,17 @@ async fn run(cli: Cli) -> i32 {
             // Each cluster is surveyed on its own (its members, leader and cluster
             // version), all at once: nothing is changed.
             let clusters = by_cluster(links);
-            let several = clusters.len() > 1;
-            if several {
-                ui.group_by_cluster(&cluster_layout(&clusters));
-            }
-            let checks = clusters.iter().map(|(name, links)| {
+            show_clusters(&ui, &clusters);
+            let code = each_cluster(&clusters, &emit, |i, links, emit| {
+                let name = &clusters[i].0;
                 let version = versions
                     .iter()
                     .find(|(c, _)| c == name)
                     .and_then(|(_, v)| *v);
-                let emit = cluster_emitter(&emit, name, several);
                 let opts = &opts;
-                async move {
-                    let code = procedures::check(links, version, opts, &emit).await;
-                    (name.clone(), code)
-                }
-            });
-            let results = futures::future::join_all(checks).await;
-            let code = clusters_outcome(results, several, &emit);
+                async move { procedures::check(links, version, opts, &emit).await }
+            })
+            .await;
             ui.finish();
             code
         }
@@ -419,16 +412,19 @@ async fn run(cli: Cli) -> i32 {
             let emit = journaled(&common, &emit, &links, &run, "upgrade");
             let interactive = std::io::stdin().is_terminal() && !ui.is_json();
             let clusters = by_cluster(links);
-            // Every cluster has a target: both come from the same hosts.
-            let targets: Vec<Target> = clusters
+            // Every cluster has a target (both come from the same hosts), in the
+            // clusters' order.
+            let Some(targets) = clusters
                 .iter()
-                .filter_map(|(n, _)| targets.iter().find(|(c, _)| c == n).map(|(_, t)| t.clone()))
-                .collect();
+                .map(|(n, _)| targets.iter().find(|(c, _)| c == n).map(|(_, t)| t.clone()))
+                .collect::<Option<Vec<Target>>>()
+            else {
+                ui.finish();
+                return usage_error(&common, "a cluster of the inventory has no target binary");
+            };
             let interrupt = Arc::new(Interrupt::default());
             let several = clusters.len() > 1;
-            if several {
-                ui.group_by_cluster(&cluster_layout(&clusters));
-            }
+            show_clusters(&ui, &clusters);
             if several && !yes && interactive && !dry_run {
                 let names: Vec<String> = clusters
                     .iter()
@@ -449,38 +445,30 @@ async fn run(cli: Cli) -> i32 {
                 .map(|_| Arc::new(std::sync::Mutex::new(Vec::new())))
                 .collect();
             let forks = Arc::new(tokio::sync::Semaphore::new(forks as usize));
-            let runs = clusters.iter().zip(&records).zip(&targets).map(
-                |(((name, links), recs), target)| {
-                    let confirm_ui = ui.clone();
-                    let req = UpgradeRequest {
-                        links,
-                        target: target.clone(),
-                        opts: opts.clone(),
-                        dry_run,
-                        confirm: Box::new(move |steps: &[String]| {
-                            if yes || several || !interactive {
-                                return true;
-                            }
-                            confirm_ui.suspend(|| ask_to_proceed(steps))
-                        }),
-                        interrupt: interrupt.clone(),
-                        records: recs.clone(),
-                        lock: lock_request(&common, &run),
-                        inventory: common.inventory.display().to_string(),
-                    };
-                    let emit = cluster_emitter(&emit, name, several);
-                    let forks = forks.clone();
-                    async move {
-                        let _slot = forks.acquire().await;
-                        let code = procedures::upgrade(req, &emit).await;
-                        (name.clone(), code)
-                    }
-                },
-            );
-            let all = async {
-                let results = futures::future::join_all(runs).await;
-                clusters_outcome(results, several, &emit)
-            };
+            let all = each_cluster(&clusters, &emit, |i, links, emit| {
+                let confirm_ui = ui.clone();
+                let req = UpgradeRequest {
+                    links,
+                    target: targets[i].clone(),
+                    opts: opts.clone(),
+                    dry_run,
+                    confirm: Box::new(move |steps: &[String]| {
+                        if yes || several || !interactive {
+                            return true;
+                        }
+                        confirm_ui.suspend(|| ask_to_proceed(steps))
+                    }),
+                    interrupt: interrupt.clone(),
+                    records: records[i].clone(),
+                    lock: lock_request(&common, &run),
+                    inventory: common.inventory.display().to_string(),
+                };
+                let forks = forks.clone();
+                async move {
+                    let _slot = forks.acquire().await;
+                    procedures::upgrade(req, &emit).await
+                }
+            });
             let code = with_interrupts(all, &interrupt, &records, &emit).await;
             // Released on every way out, including a hard stop (only our own lock).
             for (_, links) in &clusters {
@@ -509,22 +497,11 @@ async fn run(cli: Cli) -> i32 {
             let emit = journaled(&common, &emit, &links, &opts.run_id, "rollback");
             // Each cluster on its own, all at once, each one member at a time.
             let clusters = by_cluster(links);
-            let several = clusters.len() > 1;
-            if several {
-                ui.group_by_cluster(&cluster_layout(&clusters));
-            }
-            let runs = clusters.iter().map(|(name, links)| {
-                let emit = cluster_emitter(&emit, name, several);
+            show_clusters(&ui, &clusters);
+            let all = each_cluster(&clusters, &emit, |_, links, emit| {
                 let (opts, lock, interrupt) = (&opts, &lock, interrupt.clone());
-                async move {
-                    let code = procedures::rollback(links, opts, &emit, interrupt, lock).await;
-                    (name.clone(), code)
-                }
+                async move { procedures::rollback(links, opts, &emit, interrupt, lock).await }
             });
-            let all = async {
-                let results = futures::future::join_all(runs).await;
-                clusters_outcome(results, several, &emit)
-            };
             let code =
                 with_interrupts(all, &interrupt, std::slice::from_ref(&records), &emit).await;
             for (_, links) in &clusters {
@@ -541,26 +518,44 @@ async fn run(cli: Cli) -> i32 {
             let lock = lock_request(&common, &opts.run_id);
             let emit = journaled(&common, &emit, &links, &opts.run_id, "backup");
             let clusters = by_cluster(links);
-            let several = clusters.len() > 1;
-            if several {
-                ui.group_by_cluster(&cluster_layout(&clusters));
-            }
-            let runs = clusters.iter().map(|(name, links)| {
-                let emit = cluster_emitter(&emit, name, several);
+            show_clusters(&ui, &clusters);
+            let code = each_cluster(&clusters, &emit, |_, links, emit| {
                 let (opts, lock) = (&opts, &lock);
-                async move {
-                    let code = procedures::backup(links, opts, &emit, lock).await;
-                    (name.clone(), code)
-                }
-            });
-            let results = futures::future::join_all(runs).await;
-            let code = clusters_outcome(results, several, &emit);
+                async move { procedures::backup(links, opts, &emit, lock).await }
+            })
+            .await;
             for (_, links) in &clusters {
                 lock::release_all(links, &opts.run_id, common.command_timeout).await;
             }
             ui.finish();
             code
         }
+    }
+}
+
+/// Runs `run` for every cluster at once, each with its own emitter (see
+/// `cluster_emitter`; `run` gets the cluster's index in `clusters`), and returns
+/// the run's exit code (see `clusters_outcome`).
+async fn each_cluster<'a, Fut>(
+    clusters: &'a [(String, Vec<HostLink>)],
+    emit: &Emitter,
+    run: impl Fn(usize, &'a [HostLink], Emitter) -> Fut,
+) -> i32
+where
+    Fut: std::future::Future<Output = i32>,
+{
+    let several = clusters.len() > 1;
+    let runs = clusters.iter().enumerate().map(|(i, (name, links))| {
+        let running = run(i, links, cluster_emitter(emit, name, several));
+        async move { (name.clone(), running.await) }
+    });
+    clusters_outcome(futures::future::join_all(runs).await, several, emit)
+}
+
+/// With several clusters, the bars are grouped under a heading per cluster.
+fn show_clusters(ui: &Ui, clusters: &[(String, Vec<HostLink>)]) {
+    if clusters.len() > 1 {
+        ui.group_by_cluster(&cluster_layout(clusters));
     }
 }
 
