@@ -18,7 +18,6 @@ use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 use russh::ChannelMsg;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 pub use command::{quote, RemoteCommand};
 use known_hosts::{HostKeyStatus, KnownHosts};
@@ -843,7 +842,7 @@ impl Session {
     /// has it (it uses the CPU's SHA instructions; `sha256sum` is twice as slow here),
     /// and the file's size is checked after, which catches a write that failed
     /// half-way (a full disk) even though `tee` kept feeding the hash. The bytes go
-    /// through the kept shell when it is free (no login shell per upload).
+    /// through the kept shell (no login shell per upload).
     pub async fn upload(
         &self,
         payload: &Payload,
@@ -852,43 +851,18 @@ impl Session {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), SshError> {
         let step = format!("upload to {remote_path}");
-        let script = |reader: &str| {
-            format!(
-                "F={f}; umask 077 && if command -v openssl >/dev/null 2>&1; \
-                 then H='openssl dgst -sha256 -r'; else H=sha256sum; fi && \
-                 {reader}tee -- \"$F\" | $H && s=$(wc -c < \"$F\") && \
-                 {{ [ \"$s\" -eq {n} ] || {{ echo \"$F has $s bytes, expected {n}\" >&2; exit 1; }}; }}",
-                f = quote(remote_path),
-                n = payload.len(),
-            )
-        };
-        let (out, sent) = match self.shell.try_lock() {
-            Ok(mut kept) => {
-                // `head -c` takes exactly the payload from the shell's stdin.
-                let cmd = script(&format!("head -c {} | ", payload.len()));
-                let sh = self.kept_shell(&mut kept).await?;
-                match sh
-                    .run_fed(&cmd, &payload.bytes, stall_limit, progress)
-                    .await
-                {
-                    Ok(fed) => {
-                        if !fed.shell_usable {
-                            discard_shell(&mut kept);
-                        }
-                        (fed.output, fed.sent)
-                    }
-                    Err(e) => {
-                        discard_shell(&mut kept);
-                        return Err(self.shell_err(&step, e, stall_limit));
-                    }
-                }
-            }
-            Err(_) => {
-                let cmd = RemoteCommand::script(&script(""));
-                self.upload_on_own_channel(&cmd, payload, &step, stall_limit, progress)
-                    .await?
-            }
-        };
+        // `head -c` takes exactly the payload from the kept shell's stdin.
+        let cmd = format!(
+            "F={f}; umask 077 && if command -v openssl >/dev/null 2>&1; \
+             then H='openssl dgst -sha256 -r'; else H=sha256sum; fi && \
+             head -c {n} | tee -- \"$F\" | $H && s=$(wc -c < \"$F\") && \
+             {{ [ \"$s\" -eq {n} ] || {{ echo \"$F has $s bytes, expected {n}\" >&2; exit 1; }}; }}",
+            f = quote(remote_path),
+            n = payload.len(),
+        );
+        let (out, sent) = self
+            .run_fed(&step, &cmd, &payload.bytes, stall_limit, progress)
+            .await?;
         if sent < payload.len() && out.success() {
             return Err(self.channel_err(
                 &step,
@@ -939,107 +913,36 @@ impl Session {
         payload: &bytes::Bytes,
         stall_limit: Duration,
     ) -> Result<ExecOutput, SshError> {
+        let (out, _) = self
+            .run_fed("feed", cmd, payload, stall_limit, &|_| {})
+            .await?;
+        Ok(out)
+    }
+
+    /// `cmd` in the kept shell (waited for if busy) with `payload` on its stdin;
+    /// the output and how many bytes were sent.
+    async fn run_fed(
+        &self,
+        step: &str,
+        cmd: &str,
+        payload: &bytes::Bytes,
+        stall_limit: Duration,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(ExecOutput, u64), SshError> {
         let mut kept = self.shell.lock().await;
         let sh = self.kept_shell(&mut kept).await?;
-        match sh.run_fed(cmd, payload, stall_limit, &|_| {}).await {
+        match sh.run_fed(cmd, payload, stall_limit, progress).await {
             Ok(fed) => {
                 if !fed.shell_usable {
                     discard_shell(&mut kept);
                 }
-                Ok(fed.output)
+                Ok((fed.output, fed.sent))
             }
             Err(e) => {
                 discard_shell(&mut kept);
-                Err(self.shell_err("feed", e, stall_limit))
+                Err(self.shell_err(step, e, stall_limit))
             }
         }
-    }
-
-    /// The upload when the kept shell is busy: a channel of its own, stdin then EOF.
-    async fn upload_on_own_channel(
-        &self,
-        cmd: &RemoteCommand,
-        payload: &Payload,
-        step: &str,
-        stall_limit: Duration,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(ExecOutput, u64), SshError> {
-        let mut channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.channel_err(step, e))?;
-        channel
-            .exec(true, cmd.as_str().as_bytes())
-            .await
-            .map_err(|e| self.channel_err(step, e))?;
-        let mut writer = channel.make_writer();
-        let mut sent = 0u64;
-        let mut out = ExecOutput::default();
-        let mut ended = false;
-        // What the remote command says while it receives: its output, and whether
-        // it ended before taking everything (a full disk makes `cat` exit).
-        let take = |msg: Option<ChannelMsg>, out: &mut ExecOutput| -> bool {
-            match msg {
-                Some(ChannelMsg::Data { data }) => out.stdout.extend_from_slice(&data),
-                Some(ChannelMsg::ExtendedData { data, .. }) => out.stderr.extend_from_slice(&data),
-                Some(ChannelMsg::ExitStatus { exit_status }) => out.exit_status = Some(exit_status),
-                Some(ChannelMsg::Close) | None => return true,
-                _ => {}
-            }
-            false
-        };
-        'send: for chunk in payload.bytes.chunks(256 * 1024) {
-            // A write blocked on the flow-control window does not notice a dropped
-            // connection, or a remote command that stopped reading, by itself: look
-            // at both while waiting.
-            let write = writer.write_all(chunk);
-            tokio::pin!(write);
-            let deadline = tokio::time::Instant::now() + stall_limit;
-            loop {
-                tokio::select! {
-                    r = &mut write => {
-                        r.map_err(|e| self.channel_err(step, e))?;
-                        break;
-                    }
-                    msg = channel.wait() => {
-                        let exited = matches!(msg, Some(ChannelMsg::ExitStatus { .. }));
-                        if take(msg, &mut out) || exited {
-                            ended = true;
-                            break 'send;
-                        }
-                    }
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                        if self.handle.is_closed() {
-                            return Err(self.channel_err(step, "the connection dropped"));
-                        }
-                        if tokio::time::Instant::now() >= deadline {
-                            return Err(SshError::Timeout {
-                                host: self.label.clone(),
-                                step: format!("{step} (no progress)"),
-                                limit: stall_limit,
-                            });
-                        }
-                    }
-                }
-            }
-            sent += chunk.len() as u64;
-            progress(sent);
-        }
-        let _ = writer.flush().await;
-        drop(writer);
-        if !ended {
-            channel.eof().await.map_err(|e| self.channel_err(step, e))?;
-        }
-        let collect = async { while !take(channel.wait().await, &mut out) {} };
-        tokio::time::timeout(stall_limit, collect)
-            .await
-            .map_err(|_| SshError::Timeout {
-                host: self.label.clone(),
-                step: format!("{step} (checksum)"),
-                limit: stall_limit,
-            })?;
-        Ok((out, sent))
     }
 
     /// A TCP connection to `host:port` opened by the remote sshd (direct-tcpip).

@@ -76,12 +76,30 @@ impl KeptShell {
         let _ = self.channel.close().await;
     }
 
-    fn markers(&mut self) -> (String, String) {
-        self.count += 1;
-        (
-            format!("etcdroll-begin-{}-{}", self.nonce, self.count),
-            format!("etcdroll-end-{}-{}", self.nonce, self.count),
-        )
+    /// A marker of this shell's current command.
+    fn marker(&self, kind: &str) -> String {
+        format!("etcdroll-{kind}-{}-{}", self.nonce, self.count)
+    }
+
+    /// Sends the next command: the shell line `line` between its begin and end
+    /// markers (the end one with `$?`), then `after`. Returns the readers of the
+    /// command's stdout and stderr.
+    async fn send_framed(
+        &mut self,
+        line: &str,
+        after: &str,
+    ) -> Result<(Framed, Framed), ShellError> {
+        let (begin, end) = (self.marker("begin"), self.marker("end"));
+        let script = format!(
+            "printf '\\n%s\\n' {begin}; printf '\\n%s\\n' {begin} >&2\n\
+             {line}\n\
+             printf '\\n%s %s\\n' {end} \"$?\"; printf '\\n%s\\n' {end} >&2\n{after}",
+        );
+        self.channel
+            .data_bytes(bytes::Bytes::from(script.into_bytes()))
+            .await
+            .map_err(ShellError::Channel)?;
+        Ok((Framed::new(&begin, &end), Framed::new(&begin, &end)))
     }
 
     /// Runs `command` with the shell's stdin, once it has started, fed `payload`
@@ -93,23 +111,22 @@ impl KeptShell {
         stall_limit: Duration,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Fed, ShellError> {
-        let (begin, end) = self.markers();
-        let ready = format!("etcdroll-ready-{}-{}", self.nonce, self.count);
-        let token = format!("etcdroll-fed-{}-{}", self.nonce, self.count);
-        let ack = format!("etcdroll-ack-{}-{}", self.nonce, self.count);
-        let script = format!(
-            "printf '\\n%s\\n' {begin}; printf '\\n%s\\n' {begin} >&2\n\
-             sh -c {cmd}\n\
-             printf '\\n%s %s\\n' {end} \"$?\"; printf '\\n%s\\n' {end} >&2\n\
-             IFS= read -r etcdroll_fed; [ \"$etcdroll_fed\" = {token} ] || exit 1; printf '%s\\n' {ack}\n",
-            cmd = quote(&format!("printf '%s\\n' {ready}; {command}")),
-        );
-        self.channel
-            .data_bytes(bytes::Bytes::from(script.into_bytes()))
-            .await
-            .map_err(ShellError::Channel)?;
-        let mut stdout = Framed::new(&begin, &end);
-        let mut stderr = Framed::new(&begin, &end);
+        self.count += 1;
+        let ready = self.marker("ready");
+        let token = self.marker("fed");
+        let ack = self.marker("ack");
+        let (mut stdout, mut stderr) = self
+            .send_framed(
+                &format!(
+                    "sh -c {}",
+                    quote(&format!("printf '%s\\n' {ready}; {command}"))
+                ),
+                &format!(
+                    "IFS= read -r etcdroll_fed; [ \"$etcdroll_fed\" = {token} ] || exit 1; \
+                     printf '%s\\n' {ack}\n"
+                ),
+            )
+            .await?;
         let mut started = false;
         let feed = |msg: Option<ChannelMsg>,
                     stdout: &mut Framed,
@@ -233,19 +250,10 @@ impl KeptShell {
         command: &str,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ExecOutput, ShellError> {
-        let (begin, end) = self.markers();
-        let script = format!(
-            "printf '\\n%s\\n' {begin}; printf '\\n%s\\n' {begin} >&2\n\
-             sh -c {cmd} </dev/null\n\
-             printf '\\n%s %s\\n' {end} \"$?\"; printf '\\n%s\\n' {end} >&2\n",
-            cmd = quote(command),
-        );
-        self.channel
-            .data_bytes(bytes::Bytes::from(script.into_bytes()))
-            .await
-            .map_err(ShellError::Channel)?;
-        let mut stdout = Framed::new(&begin, &end);
-        let mut stderr = Framed::new(&begin, &end);
+        self.count += 1;
+        let (mut stdout, mut stderr) = self
+            .send_framed(&format!("sh -c {} </dev/null", quote(command)), "")
+            .await?;
         while !(stdout.done() && stderr.done()) {
             match self.channel.wait().await {
                 Some(ChannelMsg::Data { data }) => stdout.feed(&data, on_line),
