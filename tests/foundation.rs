@@ -451,7 +451,7 @@ fn ecdsa_rsa_encrypted_keys_and_the_agent_all_log_in() {
 /// command that times out is not waited for by the next one.
 #[test]
 fn commands_share_one_kept_shell_and_stay_separate() {
-    use etcdroll::ssh::{Connector, Endpoint, RemoteCommand, SshOptions};
+    use etcdroll::ssh::RemoteCommand;
     let Some(lab) = lab(etcdroll::lab::LabSpec {
         members: 0,
         plain_hosts: 1,
@@ -462,22 +462,7 @@ fn commands_share_one_kept_shell_and_stay_separate() {
     let host = &lab.plain_hosts[0];
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let connector = Connector::new(SshOptions {
-            known_hosts_files: vec![lab.known_hosts.clone()],
-            identity_files: vec![lab.client_key.clone()],
-            use_agent: false,
-            ..Default::default()
-        });
-        let ep = Endpoint {
-            label: host.name.clone(),
-            host: host.ip().to_string(),
-            port: 22,
-            user: "root".into(),
-            identity_file: None,
-            known_hosts_file: None,
-            jumps: Vec::new(),
-        };
-        let session = std::sync::Arc::new(connector.connect(&ep).await.expect("connect"));
+        let session = std::sync::Arc::new(session_as_root(&lab, host).await);
         let limit = Duration::from_secs(10);
         let run = |script: &str| {
             let session = session.clone();
@@ -554,7 +539,7 @@ fn commands_share_one_kept_shell_and_stay_separate() {
 /// shell is kept only when the command took exactly what was sent.
 #[test]
 fn bytes_fed_through_the_kept_shell_are_never_run_as_commands() {
-    use etcdroll::ssh::{Connector, Endpoint, Payload, RemoteCommand, SshOptions};
+    use etcdroll::ssh::{Payload, RemoteCommand};
     let Some(lab) = lab(etcdroll::lab::LabSpec {
         members: 0,
         plain_hosts: 1,
@@ -573,22 +558,7 @@ fn bytes_fed_through_the_kept_shell_are_never_run_as_commands() {
     let remote = dir.path().join("uploaded");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let connector = Connector::new(SshOptions {
-            known_hosts_files: vec![lab.known_hosts.clone()],
-            identity_files: vec![lab.client_key.clone()],
-            use_agent: false,
-            ..Default::default()
-        });
-        let ep = Endpoint {
-            label: host.name.clone(),
-            host: host.ip().to_string(),
-            port: 22,
-            user: "root".into(),
-            identity_file: None,
-            known_hosts_file: None,
-            jumps: Vec::new(),
-        };
-        let session = connector.connect(&ep).await.expect("connect");
+        let session = session_as_root(&lab, host).await;
         let limit = Duration::from_secs(10);
         let shell_pid = || async {
             let out = session
@@ -644,6 +614,30 @@ fn bytes_fed_through_the_kept_shell_are_never_run_as_commands() {
         !mark.exists(),
         "bytes fed to a command were run as shell commands"
     );
+}
+
+/// A session to a lab host as root, with the lab's key and known_hosts.
+async fn session_as_root(
+    lab: &etcdroll::lab::Lab,
+    host: &etcdroll::lab::LabHost,
+) -> etcdroll::ssh::Session {
+    use etcdroll::ssh::{Connector, Endpoint, SshOptions};
+    let connector = Connector::new(SshOptions {
+        known_hosts_files: vec![lab.known_hosts.clone()],
+        identity_files: vec![lab.client_key.clone()],
+        use_agent: false,
+        ..Default::default()
+    });
+    let ep = Endpoint {
+        label: host.name.clone(),
+        host: host.ip().to_string(),
+        port: 22,
+        user: "root".into(),
+        identity_file: None,
+        known_hosts_file: None,
+        jumps: Vec::new(),
+    };
+    connector.connect(&ep).await.expect("connect")
 }
 
 fn first_line(out: &etcdroll::ssh::ExecOutput) -> String {
