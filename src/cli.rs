@@ -293,7 +293,7 @@ impl Common {
                     .map_err(|e| format!("cannot read the password: {e}"))?,
             ))
         } else {
-            std::env::var("ETCDROLL_BECOME_PASS").ok().map(Secret)
+            crate::secret_env::get(crate::secret_env::BECOME_PASS).map(Secret)
         };
         Ok(ReachOptions {
             become_password,
@@ -306,6 +306,8 @@ impl Common {
 }
 
 pub fn main() -> i32 {
+    // Before the runtime starts any thread: see secret_env.
+    crate::secret_env::take_from_environment();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

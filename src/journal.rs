@@ -21,12 +21,7 @@ pub fn default_path() -> Option<PathBuf> {
 /// Wrap an emitter so every event is also appended to the journal. A journal that
 /// cannot be written is reported once and then skipped: it never stops a run.
 pub fn recording(emit: &Emitter, path: &Path, run_id: &str) -> Emitter {
-    let file = std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).and_then(|_| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-    });
+    let file = open_private(path);
     let emit = emit.clone();
     let file = match file {
         Ok(f) => Some(Mutex::new(f)),
@@ -57,6 +52,35 @@ pub fn recording(emit: &Emitter, path: &Path, run_id: &str) -> Emitter {
         }
         emit(e)
     })
+}
+
+/// The journal holds hosts, commands and steps of every run: private to its owner.
+/// Its directory is made 0700, the file 0600, and a symlink in its place is refused
+/// (O_NOFOLLOW), so nobody can point it at another file.
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !dir.as_os_str().is_empty() && !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    // A journal made by an older etcdroll was 0644: tighten it.
+    if meta.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
 }
 
 /// If the last run recorded for these hosts did not finish, a sentence saying where
@@ -108,4 +132,27 @@ pub fn unfinished_run(path: &Path, hosts: &[String]) -> Option<String> {
          This run checks every member first and continues from there",
         if steps.is_empty() { "none".to_string() } else { steps.join(", ") }
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_journal_is_private_and_never_follows_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/etcdroll/journal.jsonl");
+        drop(open_private(&path).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "").unwrap();
+        let link = dir.path().join("state/etcdroll/link.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(open_private(&link).is_err(), "a symlink is refused");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+    }
 }

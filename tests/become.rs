@@ -202,3 +202,61 @@ fn a_sudo_password_is_used_and_never_shown() {
     assert!(!t.contains("wrong-password-xyz"), "{t}");
     assert_all_on(&lab, "3.5.1");
 }
+
+/// When sudo does not ask for the password (NOPASSWD here), it stays unread on
+/// stdin: the command must not get it. `cat` under --privileged prints nothing.
+#[test]
+fn a_sudo_password_sudo_does_not_ask_for_never_reaches_the_command() {
+    if !sudo_available() {
+        return;
+    }
+    let Some(lab) = lab(LabSpec {
+        members: 0,
+        plain_hosts: 1,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let password = "unasked-Pa55-must-stay-unread";
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    for (who, user) in [("root", None), ("NOPASSWD", Some(TestUser::create(None)))] {
+        let text_inv = std::fs::read_to_string(&inv).unwrap();
+        let inv_u = s.path(&format!("inv-{who}.yml"));
+        let login = user.as_ref().map(|u| u.name.as_str()).unwrap_or("root");
+        std::fs::write(
+            &inv_u,
+            text_inv.replace(
+                "    ansible_user: root\n",
+                &format!("    ansible_user: {login}\n    ansible_become: true\n"),
+            ),
+        )
+        .unwrap();
+        for format in ["json", "plain"] {
+            let mut cmd = etcdroll_cmd(
+                s.dir.path(),
+                &[
+                    "exec",
+                    "-i",
+                    &inv_u.display().to_string(),
+                    "--group",
+                    "hosts",
+                    "--privileged",
+                    "--output",
+                    format,
+                    "--",
+                    "cat; id -un",
+                ],
+            );
+            cmd.env("ETCDROLL_BECOME_PASS", password);
+            let out = cmd.output().unwrap();
+            let t = text(&out);
+            assert_eq!(out.status.code(), Some(0), "{who} {format}: {t}");
+            assert!(t.contains("root"), "ran as root: {t}");
+            assert!(
+                !t.contains(password),
+                "{who} {format}: the password reached the command:\n{t}"
+            );
+        }
+    }
+}

@@ -589,6 +589,27 @@ fn bytes_fed_through_the_kept_shell_are_never_run_as_commands() {
         let replaced = shell_pid().await;
         assert_ne!(replaced, kept);
 
+        // The shell's nonce never shows in an argv (`ps` on the host).
+        let out = session
+            .feed(
+                "ps -eo args; head -c 10 >/dev/null",
+                &bytes::Bytes::from_static(b"0123456789"),
+                limit,
+            )
+            .await
+            .unwrap();
+        assert!(out.success());
+        assert!(
+            out.stdout_text().contains("ps -eo args"),
+            "{}",
+            out.stdout_text()
+        );
+        assert!(
+            !out.stdout_text().contains("etcdroll-ready-"),
+            "the nonce is visible in ps: {}",
+            out.stdout_text()
+        );
+
         // One that ends without reading at all.
         let out = session.feed("exit 3", &payload.bytes, limit).await.unwrap();
         assert_eq!(out.exit_status, Some(3));

@@ -294,6 +294,49 @@ mod tests {
         assert_eq!(f.old_binary_version, None);
     }
 
+    /// The restart script never writes its turn file through a symlink: a link
+    /// in its place is replaced by a file, and the link's target is untouched.
+    #[test]
+    fn the_turn_file_is_never_written_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me\n").unwrap();
+        let turn = dir.path().join("run/etcdroll.turn");
+        std::fs::create_dir_all(turn.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&target, &turn).unwrap();
+        let started = dir.path().join("started");
+        let vars = EtcdVars {
+            service_manager: ServiceManager::Command,
+            start_cmd: Some(format!("touch {}", quote(&started.display().to_string()))),
+            stop_cmd: Some("true".into()),
+            ..crate::inventory::EtcdVars::default()
+        };
+        let t = turn.display().to_string();
+        let script = restart_with_swap(
+            &vars,
+            // While the member is stopped, the turn file is a file of its own.
+            &[RemoteCommand::script(&format!(
+                "test -f {t} && ! test -h {t} && grep -q run=abc {t}",
+                t = quote(&t)
+            ))],
+            None,
+            None,
+            &Turn {
+                file: &t,
+                line: "run=abc",
+            },
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script.as_str())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
+        assert!(started.exists());
+        assert!(!turn.exists(), "removed once started");
+    }
+
     /// The probe script is plain sh: run it locally against a fake layout.
     #[test]
     fn probe_runs_in_sh_and_changes_nothing() {
@@ -392,7 +435,8 @@ pub fn restart_with_swap(
     }
     // Only a hint for a later run: a turn file that cannot be written stops nothing.
     s.push_str(&format!(
-        "{{ mkdir -p \"$(dirname \"$TURN\")\" && printf '%s\\n' {} > \"$TURN\"; }} 2>/dev/null; ",
+        // Removed first and created with noclobber (O_EXCL): never written through a symlink.
+        "{{ mkdir -p \"$(dirname \"$TURN\")\" && rm -f \"$TURN\" && ( set -C; printf '%s\\n' {} > \"$TURN\" ); }} 2>/dev/null; ",
         quote(turn.line)
     ));
     s.push_str(&format!(

@@ -609,6 +609,17 @@ fn build_host(
     group: &str,
     vars: &BTreeMap<String, RawVar>,
 ) -> Result<Host, InventoryError> {
+    // The name becomes part of paths on the hosts (backups are
+    // `etcdroll-NAME-TIME/`): it must not be able to step out of them.
+    if name.contains('/') || name.contains("..") || name.contains('\0') {
+        return Err(InventoryError::At {
+            location,
+            message: format!(
+                "host name {name:?} cannot be used: it names backup paths, so it may hold no '/' and no '..' \
+                 (give the host another name and its address as ansible_host)"
+            ),
+        });
+    }
     let mut h = Host {
         name: name.to_string(),
         address: name.to_string(),

@@ -293,3 +293,14 @@ fn mutated_inventories_never_panic() {
         }
     }
 }
+
+#[test]
+fn host_names_that_would_step_out_of_a_path_are_refused() {
+    for bad in ["../up", "a/b", "x..y"] {
+        let e = parse(&format!("[etcd]\n{bad} ansible_host=198.18.0.1\n"), "i.ini").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("i.ini:2"), "{msg}");
+        assert!(msg.contains("no '/' and no '..'"), "{msg}");
+    }
+    assert!(parse("[etcd]\nnode-1.example ansible_host=198.18.0.1\n", "i.ini").is_ok());
+}

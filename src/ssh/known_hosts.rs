@@ -49,9 +49,12 @@ pub enum HostKeyStatus {
     },
     /// No entry for this host at all.
     Unknown,
-    /// The host is known, but not with this key type.
+    /// The host is known, but only with keys of other types. OpenSSH treats this
+    /// as a changed key (the server no longer presents what was recorded), and so
+    /// does etcdroll, `--accept-new-host-keys` or not.
     OtherTypesKnown {
-        algorithms: Vec<String>,
+        /// Each recorded key: type, SHA256 fingerprint, file and line.
+        recorded: Vec<RecordedKey>,
     },
     /// The host has a key of the same type that differs.
     Changed {
@@ -64,6 +67,28 @@ pub enum HostKeyStatus {
         file: PathBuf,
         line: usize,
     },
+}
+
+/// A key known_hosts records for a host, for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedKey {
+    pub algorithm: String,
+    pub fingerprint: String,
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl std::fmt::Display for RecordedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} ({}:{})",
+            self.algorithm,
+            self.fingerprint,
+            self.file.display(),
+            self.line
+        )
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -177,7 +202,15 @@ impl KnownHosts {
             HostKeyStatus::Unknown
         } else {
             HostKeyStatus::OtherTypesKnown {
-                algorithms: dedup(matching.iter().map(|e| e.algorithm.clone())),
+                recorded: matching
+                    .iter()
+                    .map(|e| RecordedKey {
+                        algorithm: e.algorithm.clone(),
+                        fingerprint: fingerprint_sha256(&e.key),
+                        file: e.file.clone(),
+                        line: e.line,
+                    })
+                    .collect(),
             }
         }
     }
@@ -493,7 +526,12 @@ mod tests {
         assert_eq!(
             kh.check("h3", 22, &a1, &k1),
             HostKeyStatus::OtherTypesKnown {
-                algorithms: vec![a3.clone()]
+                recorded: vec![RecordedKey {
+                    algorithm: a3.clone(),
+                    fingerprint: fingerprint_sha256(&k3),
+                    file: PathBuf::from("kh"),
+                    line: 2,
+                }]
             }
         );
         assert_eq!(kh.check("nobody", 22, &a1, &k1), HostKeyStatus::Unknown);

@@ -542,7 +542,7 @@ async fn try_key(
 /// The passphrase of an encrypted key: from `ETCDROLL_KEY_PASSPHRASE` for automation,
 /// else asked on the terminal.
 fn passphrase_for(path: &Path) -> Result<String, String> {
-    if let Ok(p) = std::env::var("ETCDROLL_KEY_PASSPHRASE") {
+    if let Some(p) = crate::secret_env::get(crate::secret_env::KEY_PASSPHRASE) {
         return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
@@ -636,7 +636,21 @@ impl client::Handler for HostKeyCheck {
                  This may be an attack or a reinstalled host; verify it, then fix that line (ssh-keygen -R {name})",
                 file.display()
             )),
-            HostKeyStatus::Unknown | HostKeyStatus::OtherTypesKnown { .. } if self.accept_new => {
+            // Known only with other key types: the server no longer presents the
+            // key that was recorded. OpenSSH calls this a changed key, and so it is
+            // refused even with --accept-new-host-keys (a man in the middle need
+            // only offer a type the real host was never recorded with).
+            HostKeyStatus::OtherTypesKnown { recorded } => self.refuse(format!(
+                "HOST KEY CHANGED for {name}: it offered {algo} {fp}, but known_hosts records only other keys for it: {}. \
+                 The server no longer presents a recorded key; this may be an attack or a reinstalled host. \
+                 Verify it, then fix those lines (ssh-keygen -R {name}); --accept-new-host-keys never overrides this",
+                recorded
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            HostKeyStatus::Unknown if self.accept_new => {
                 let _guard = self.write_lock.lock();
                 known_hosts::append(&self.append_to, &self.host, self.port, algo, blob).map_err(|e| {
                     russh::Error::IO(std::io::Error::other(format!(
@@ -646,11 +660,6 @@ impl client::Handler for HostKeyCheck {
                 })?;
                 Ok(true)
             }
-            HostKeyStatus::OtherTypesKnown { algorithms } => self.refuse(format!(
-                "{name} offered a {algo} key {fp} but known_hosts holds only {} keys for it; \
-                 add this key after verifying it, or pass --accept-new-host-keys",
-                algorithms.join("/")
-            )),
             HostKeyStatus::Unknown => self.refuse(format!(
                 "{name} ({}) is not in known_hosts: it offered {algo} {fp}. \
                  Verify the fingerprint, then add it (ssh-keyscan) or pass --accept-new-host-keys",

@@ -47,18 +47,19 @@ pub(super) struct Fed {
     pub shell_usable: bool,
 }
 
+/// The markers' nonce: from the OS's random source, so no command's output can
+/// forge a marker. It is sent on the shell's stdin, never in an argv.
 fn nonce() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let stack = 0u8;
-    let seed = format!(
-        "{}:{}:{:p}",
-        now.as_nanos(),
-        std::process::id(),
-        &stack as *const u8
-    );
-    hex::encode(&Sha256::digest(seed.as_bytes())[..10])
+    let mut buf = [0u8; 16];
+    if getrandom::fill(&mut buf).is_err() {
+        // No OS random source (never seen on Linux): still unique per shell.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seed = format!("{}:{}", now.as_nanos(), std::process::id());
+        buf.copy_from_slice(&Sha256::digest(seed.as_bytes())[..16]);
+    }
+    hex::encode(buf)
 }
 
 impl KeptShell {
@@ -117,9 +118,13 @@ impl KeptShell {
         let ack = self.marker("ack");
         let (mut stdout, mut stderr) = self
             .send_framed(
+                // The start line comes through the environment, not the argv,
+                // so `ps` on the host never shows the shell's nonce.
                 &format!(
-                    "sh -c {}",
-                    quote(&format!("printf '%s\\n' {ready}; {command}"))
+                    "etcdroll_ready={ready} sh -c {}",
+                    quote(&format!(
+                        "printf '%s\\n' \"$etcdroll_ready\"; unset etcdroll_ready; {command}"
+                    ))
                 ),
                 &format!(
                     "IFS= read -r etcdroll_fed; [ \"$etcdroll_fed\" = {token} ] || exit 1; \

@@ -122,12 +122,19 @@ impl HostLink {
             ),
             None => (&["-n"], None),
         };
+        // With a password on stdin, the command itself must never read it: sudo
+        // leaves it unread when it does not ask (root, NOPASSWD, a cached ticket),
+        // so the command's stdin is closed before it runs.
+        let inner = match input {
+            Some(_) => RemoteCommand::script("exec </dev/null;").raw(cmd.as_str()),
+            None => cmd.clone(),
+        };
         let wrapped = RemoteCommand::new("sudo")
             .args(flags)
             .arg("-u")
             .arg(user)
             .arg("--")
-            .raw(cmd.in_sh().as_str());
+            .raw(inner.in_sh().as_str());
         (wrapped, input)
     }
 

@@ -80,8 +80,15 @@ fn field(content: &str, k: &str) -> String {
 /// run was killed, and nobody else can be running it.
 fn is_stale(content: &str, me: &LockInfo) -> bool {
     let pid: i32 = field(content, "pid").parse().unwrap_or(0);
+    field(content, "controller") == me.controller && pid > 0 && process_is_gone(pid)
+}
+
+/// True only when the process provably does not exist (ESRCH). EPERM means it
+/// exists but belongs to someone else (a root run seen by an ordinary user): alive.
+fn process_is_gone(pid: i32) -> bool {
     // SAFETY: signal 0 only checks whether the process exists.
-    field(content, "controller") == me.controller && pid > 0 && unsafe { libc::kill(pid, 0) } != 0
+    let r = unsafe { libc::kill(pid, 0) };
+    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 /// One line describing a lock file's content, for messages.
@@ -156,8 +163,14 @@ use TakeError::{Failed, Held};
 async fn take(l: &HostLink, info: &LockInfo, limit: Duration) -> Result<(), TakeError> {
     let file = lock_file(l);
     let script = format!(
-        "F={f}; mkdir -p \"$(dirname \"$F\")\" && if ( set -C; printf '%s' {t} > \"$F\" ) 2>/dev/null; \
-         then echo taken; else echo held; cat \"$F\"; fi",
+        // `set -C` alone writes through a symlink to a non-regular file (a lock
+        // that is a link to /dev/null "succeeds" for every run): anything but a
+        // regular file in the lock's place is refused. With that excluded, the
+        // noclobber create is O_EXCL, which never follows a link.
+        "F={f}; mkdir -p \"$(dirname \"$F\")\" || exit 1; \
+         if [ -h \"$F\" ] || {{ [ -e \"$F\" ] && [ ! -f \"$F\" ]; }}; then echo notfile; exit 0; fi; \
+         if ( set -C; printf '%s' {t} > \"$F\" ) 2>/dev/null; \
+         then echo taken; elif [ -h \"$F\" ] || [ ! -f \"$F\" ]; then echo notfile; else echo held; cat \"$F\"; fi",
         f = quote(&file),
         t = quote(&info.text()),
     );
@@ -167,6 +180,9 @@ async fn take(l: &HostLink, info: &LockInfo, limit: Duration) -> Result<(), Take
     {
         Ok(o) if o.stdout_text().starts_with("taken") => Ok(()),
         Ok(o) if o.stdout_text().starts_with("held") => Err(Held(o.stdout_text())),
+        Ok(o) if o.stdout_text().starts_with("notfile") => Err(Failed(format!(
+            "{file} is not a regular file (a symlink or a device?): remove it after checking who made it"
+        ))),
         Ok(o) => Err(Failed(format!("{file}: {}", o.last_error_line()))),
         Err(e) => Err(Failed(e.to_string())),
     }
@@ -207,4 +223,51 @@ pub async fn break_all(links: &[HostLink], limit: Duration) -> Vec<String> {
         }
     });
     join_all(breaks).await.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_is_gone;
+
+    #[test]
+    fn a_reaped_process_is_gone_and_a_running_one_is_not() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(process_is_gone(pid));
+        assert!(!process_is_gone(std::process::id() as i32));
+    }
+
+    /// A process of another user answers EPERM: it is alive, and its lock is not
+    /// stale. Checked from a forked child that drops to `nobody` (needs root).
+    #[test]
+    fn another_users_process_is_not_gone() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("\n!!!!! another_users_process_is_not_gone needs root: SKIPPED !!!!!\n");
+            return;
+        }
+        let me = std::process::id() as i32;
+        // SAFETY: the child calls only async-signal-safe functions, then _exit.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                if libc::setresgid(65534, 65534, 65534) != 0
+                    || libc::setresuid(65534, 65534, 65534) != 0
+                {
+                    libc::_exit(3);
+                }
+                libc::_exit(if process_is_gone(me) { 1 } else { 0 });
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            assert!(libc::WIFEXITED(status));
+            assert_eq!(
+                libc::WEXITSTATUS(status),
+                0,
+                "a process seen only through EPERM was taken for gone"
+            );
+        }
+    }
 }

@@ -1,0 +1,238 @@
+//! Trust, checked against real OpenSSH: the same known_hosts file and the same
+//! sshd, once with etcdroll and once with `ssh -o StrictHostKeyChecking=…`; both
+//! must give the same verdict. Also: the sudo password never reaches the command.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// A second sshd in a plain lab host's namespace, on `port`, offering only the
+/// host keys named (an impostor that has not got the real host's other keys).
+fn start_sshd(lab: &Lab, host: &LabHost, port: u16, key_types: &[&str]) -> std::path::PathBuf {
+    let dir = host.dir.join(format!("sshd-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = format!(
+        "ListenAddress {}:{port}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nAuthorizedKeysFile {}\n\
+         PidFile {}/sshd.pid\nLogLevel ERROR\n",
+        host.addr,
+        lab.dir.join("authorized_keys").display(),
+        dir.display()
+    );
+    for t in key_types {
+        let key = dir.join(format!("ssh_host_{t}_key"));
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", t, "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        config.push_str(&format!("HostKey {}\n", key.display()));
+    }
+    std::fs::write(dir.join("sshd_config"), config).unwrap();
+    let st = Command::new("ip")
+        .args(["netns", "exec", &host.netns, "/usr/sbin/sshd", "-f"])
+        .arg(dir.join("sshd_config"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dir
+}
+
+/// A public key line's type and base64, of a fresh key of type `t`.
+fn fresh_public_key(dir: &Path, name: &str, t: &str) -> String {
+    let p = dir.join(name);
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", t, "-N", "", "-f"])
+        .arg(&p)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::read_to_string(p.with_extension("pub"))
+        .unwrap()
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// OpenSSH's own verdict: does `ssh` log in with this known_hosts and policy?
+fn openssh_logs_in(lab: &Lab, addr: &str, port: u16, known_hosts: &Path, policy: &str) -> bool {
+    Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("-o")
+        .arg(format!("StrictHostKeyChecking={policy}"))
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args([
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=5",
+        ])
+        .arg("-i")
+        .arg(&lab.client_key)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg(format!("root@{addr}"))
+        .arg("true")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// known_hosts records only an ecdsa key for the host; an impostor presents only
+/// ed25519. OpenSSH calls that a changed key and refuses, also with accept-new;
+/// so must etcdroll, naming what is recorded and what was offered.
+#[test]
+fn a_host_known_only_by_another_key_type_is_changed_even_with_accept_new() {
+    let Some(lab) = lab(LabSpec {
+        members: 0,
+        plain_hosts: 1,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let host = &lab.plain_hosts[0];
+    let s = Scratch::new();
+    let port = 2222;
+    start_sshd(&lab, host, port, &["ed25519"]);
+    let kh = s.path("known_hosts");
+    let recorded = fresh_public_key(s.dir.path(), "real-ecdsa", "ecdsa");
+    let kh_text = format!("[{}]:{port} {recorded}\n", host.addr);
+    std::fs::write(&kh, &kh_text).unwrap();
+    let inv = s.path("inv.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            "all:\n  children:\n    etcd:\n      hosts:\n        impostor:\n          ansible_host: \"{}\"\n          ansible_port: {port}\n          \
+             ansible_user: root\n          ansible_ssh_private_key_file: {}\n          etcdroll_known_hosts: {}\n",
+            host.addr,
+            lab.client_key.display(),
+            kh.display()
+        ),
+    )
+    .unwrap();
+    let inv = inv.display().to_string();
+
+    for policy in ["yes", "accept-new"] {
+        assert!(
+            !openssh_logs_in(&lab, &host.addr.to_string(), port, &kh, policy),
+            "OpenSSH with StrictHostKeyChecking={policy} is the reference: it refuses"
+        );
+    }
+    for extra in [&[][..], &["--accept-new-host-keys"][..]] {
+        let mut args = vec!["exec", "-i", &inv, "--output", "plain"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "true"]);
+        let out = etcdroll(s.dir.path(), &args);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(4), "{extra:?}: {t}");
+        assert!(t.contains("HOST KEY CHANGED"), "{t}");
+        assert!(
+            t.contains("ecdsa-sha2-nistp256"),
+            "names the recorded type: {t}"
+        );
+        assert!(t.contains("ssh-ed25519"), "names the offered type: {t}");
+        assert_eq!(
+            std::fs::read_to_string(&kh).unwrap(),
+            kh_text,
+            "the impostor's key is never recorded"
+        );
+    }
+}
+
+/// A lock path that is a symlink (here to /dev/null, where `set -C` would "create"
+/// it for every run) is refused, and so is the turn file's: nothing is written
+/// through a link.
+#[test]
+fn a_lock_that_is_a_symlink_is_refused() {
+    let Some(lab) = lab_default() else { return };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let lock_dir = lab.members[1].dir.join("run");
+    std::fs::create_dir_all(&lock_dir).unwrap();
+    std::os::unix::fs::symlink("/dev/null", lock_dir.join("etcdroll.lock")).unwrap();
+    let out = etcdroll(s.dir.path(), &["backup", "-i", &inv, "--output", "plain"]);
+    let t = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("not a regular file"), "{t}");
+    assert!(t.contains(&lab.members[1].name), "names the host: {t}");
+    // The other members' locks were released again.
+    for m in [&lab.members[0], &lab.members[2]] {
+        assert!(!m.dir.join("run/etcdroll.lock").exists(), "{}", m.name);
+    }
+    assert!(std::fs::symlink_metadata(lock_dir.join("etcdroll.lock"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// Secrets given in the environment are not inherited by local children: the new
+/// binary's `--version`, run on the controller, sees neither.
+#[test]
+fn local_children_never_inherit_the_secrets() {
+    let s = Scratch::new();
+    let dump = s.path("child-env");
+    let fake = s.path("etcd");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nenv > '{}'\necho 'etcd Version: 3.5.99'\n",
+            dump.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &fake,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    let inv = s.path("inv.ini");
+    // Loopback port 1: refused at once, nothing else is contacted.
+    std::fs::write(&inv, "[etcd]\nm0 ansible_host=127.0.0.1 ansible_port=1\n").unwrap();
+    let mut cmd = etcdroll_cmd(
+        s.dir.path(),
+        &[
+            "upgrade",
+            "-i",
+            &inv.display().to_string(),
+            "--binary",
+            &fake.display().to_string(),
+            "--dry-run",
+            "--output",
+            "plain",
+        ],
+    );
+    cmd.env("ETCDROLL_BECOME_PASS", "become-Secret-123")
+        .env("ETCDROLL_KEY_PASSPHRASE", "passphrase-Secret-456");
+    let out = cmd.output().unwrap();
+    let t = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{t}");
+    let env = std::fs::read_to_string(&dump).expect("the binary's --version ran");
+    assert!(env.contains("HOME="), "{env}");
+    assert!(
+        !env.contains("Secret-123") && !env.contains("ETCDROLL_BECOME_PASS"),
+        "{env}"
+    );
+    assert!(
+        !env.contains("Secret-456") && !env.contains("ETCDROLL_KEY_PASSPHRASE"),
+        "{env}"
+    );
+    assert!(
+        !t.contains("Secret-123") && !t.contains("Secret-456"),
+        "{t}"
+    );
+}
