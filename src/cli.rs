@@ -108,9 +108,11 @@ pub enum Command {
 /// The binaries to upgrade to.
 #[derive(Args, Debug, Clone)]
 pub struct TargetArgs {
-    /// The new etcd binary (on this machine; uploaded to every member).
+    /// The new etcd binary (on this machine; uploaded to every member). Give it
+    /// once per minor to walk a whole path in one run (3.2 → 3.3 → 3.4 → 3.5):
+    /// each with the etcdctl beside it, all staged first, one rolling upgrade per hop.
     #[arg(long, value_name = "PATH")]
-    pub binary: Option<PathBuf>,
+    pub binary: Vec<PathBuf>,
     /// The new etcdctl, installed beside etcd and swapped with it.
     #[arg(long, value_name = "PATH")]
     pub etcdctl: Option<PathBuf>,
@@ -171,35 +173,82 @@ impl TargetArgs {
                 .map(Some)
                 .ok_or_else(|| format!("--target-version {v:?} is not a version like 3.5.1"));
         }
-        let Some(bin) = &self.binary else {
-            return Ok(None);
-        };
+        let mut lowest: Option<Version> = None;
+        for bin in &self.binary {
+            let v = binary_version(bin)?;
+            lowest = Some(lowest.map_or(v, |l| l.min(v)));
+        }
+        Ok(lowest)
+    }
+
+    fn load(&self) -> Result<Target, String> {
+        if self.binary.len() > 1 {
+            return self.load_path();
+        }
+        let version = self.version()?.ok_or("--binary is required")?;
+        let etcd = read_payload(self.binary.first().ok_or("--binary is required")?)?;
+        let etcdctl = self.etcdctl.as_deref().map(read_payload).transpose()?;
+        Ok(Target::new(version, etcd, etcdctl))
+    }
+
+    /// Several `--binary`: a path, one hop per binary, ordered by version, each
+    /// step one etcd allows, each binary with the etcdctl beside it (if any).
+    fn load_path(&self) -> Result<Target, String> {
+        if self.etcdctl.is_some() || self.target_version.is_some() {
+            return Err(
+                "with several --binary, each takes the etcdctl beside it and its own version: \
+                        --etcdctl and --target-version apply to a single --binary"
+                    .into(),
+            );
+        }
+        let mut hops = Vec::new();
+        for bin in &self.binary {
+            let version = binary_version(bin)?;
+            let ctl = bin.with_file_name("etcdctl");
+            let etcdctl = ctl.is_file().then(|| read_payload(&ctl)).transpose()?;
+            hops.push(Target::new(version, read_payload(bin)?, etcdctl));
+        }
+        hops.sort_by_key(|t| t.version);
+        for pair in hops.windows(2) {
+            let (a, b) = (pair[0].version, pair[1].version);
+            match crate::etcd::upgrade_step(a, b) {
+                crate::etcd::UpgradeStep::Patch | crate::etcd::UpgradeStep::NextMinor => {}
+                crate::etcd::UpgradeStep::AlreadyThere => {
+                    return Err(format!(
+                        "--binary: two binaries are etcd {a}: give each version once"
+                    ))
+                }
+                crate::etcd::UpgradeStep::Refused(why) => {
+                    return Err(format!(
+                        "--binary path: {a} → {b} is not an upgrade etcd supports: {why}"
+                    ))
+                }
+            }
+        }
+        let mut first = hops.remove(0);
+        first.then = hops;
+        Ok(first)
+    }
+}
+
+fn read_payload(p: &std::path::Path) -> Result<Payload, String> {
+    Payload::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+}
+
+/// An etcd binary's version, read by running it here.
+fn binary_version(bin: &PathBuf) -> Result<Version, String> {
+    {
         let out = std::process::Command::new(bin).arg("--version").output().map_err(|e| {
             format!(
                 "cannot run {} here to read its version ({e}); if it is for another architecture, pass --target-version",
                 bin.display()
             )
         })?;
-        Version::from_version_output(&String::from_utf8_lossy(&out.stdout))
-            .map(Some)
-            .ok_or_else(|| {
-                format!(
-                    "{} --version does not print an etcd version: is it an etcd binary? (pass --target-version if it cannot run here)",
-                    bin.display()
-                )
-            })
-    }
-
-    fn load(&self) -> Result<Target, String> {
-        let version = self.version()?.ok_or("--binary is required")?;
-        let read =
-            |p: &PathBuf| Payload::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-        let etcd = read(self.binary.as_ref().ok_or("--binary is required")?)?;
-        let etcdctl = self.etcdctl.as_ref().map(read).transpose()?;
-        Ok(Target {
-            version,
-            etcd,
-            etcdctl,
+        Version::from_version_output(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
+            format!(
+                "{} --version does not print an etcd version: is it an etcd binary? (pass --target-version if it cannot run here)",
+                bin.display()
+            )
         })
     }
 }
@@ -400,7 +449,10 @@ async fn run(cli: Cli) -> i32 {
             forks,
         } => {
             // --binary is read before connecting, so a wrong path fails at once.
-            let given = match target.binary.is_some().then(|| target.load()).transpose() {
+            let given = match (!target.binary.is_empty())
+                .then(|| target.load())
+                .transpose()
+            {
                 Ok(t) => t,
                 Err(e) => return usage_error(&common, &e),
             };
@@ -662,7 +714,7 @@ fn cluster_targets(
                     Some((_, t)) => t.clone(),
                     None => {
                         let t = TargetArgs {
-                            binary: Some(key.0.clone()),
+                            binary: vec![key.0.clone()],
                             etcdctl: key.1.clone(),
                             target_version: args.target_version.clone(),
                         }
@@ -695,7 +747,7 @@ fn cluster_versions(
     for (name, own) in cluster_binaries(hosts)? {
         let version = match own {
             Some((binary, _)) => TargetArgs {
-                binary: Some(binary),
+                binary: vec![binary],
                 etcdctl: None,
                 target_version: args.target_version.clone(),
             }

@@ -207,6 +207,23 @@ pub enum Event {
         exit_code: i32,
         message: Option<String>,
     },
+    /// A path of several binaries: hop `index` (1-based) of `of` starts.
+    Hop {
+        index: usize,
+        of: usize,
+        from: String,
+        to: String,
+    },
+    /// That hop ended (its own outcome; `run_finished` still ends the run).
+    HopFinished {
+        index: usize,
+        of: usize,
+        from: String,
+        to: String,
+        ok: bool,
+        exit_code: i32,
+        message: Option<String>,
+    },
     RunFinished {
         ok: bool,
         exit_code: i32,

@@ -203,7 +203,15 @@ async fn floor(lab: &Lab, hosts: &[Host], new_etcd: &Path, phases: &mut Phases) 
                 if !String::from_utf8_lossy(&out.stdout).starts_with(&sum) {
                     bail!("floor: checksum mismatch on {}", m.name);
                 }
-                sh_in(lab, m, &commands::stage_installed(&tmp, &h.etcd.binary))?;
+                sh_in(
+                    lab,
+                    m,
+                    &commands::stage_installed(
+                        &tmp,
+                        &h.etcd.binary,
+                        &commands::staged_path(&h.etcd.binary),
+                    ),
+                )?;
                 let staged = commands::staged_path(&h.etcd.binary);
                 sh_in(lab, m, &RemoteCommand::new(&staged).arg("--version"))?;
                 Ok(())

@@ -1,6 +1,11 @@
 //! etcd's HTTP API (the v3 JSON gateway, `/version`, `/health`, and v2 where the
 //! v3 API is not there) over any byte stream — here, an SSH tunnel. One kept-alive
 //! HTTP/1.1 connection per member; when it breaks, the next call dials a new stream.
+//!
+//! Which API a member is asked through depends on its version (design §7): 2.3
+//! serves only v2; the v3 gateway lives under `/v3alpha` on 3.0–3.2, `/v3beta` on
+//! 3.3 and `/v3` from 3.4; and while a cluster is still on version 2.3 (mixed,
+//! during 2.3 → 3.0) every v3 call is refused, so v2 is used there too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -79,6 +84,31 @@ pub struct MemberStatus {
     pub db_size: u64,
 }
 
+/// How a member is asked for its status and the member list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// `/v2/stats/self`, `/v2/members`, the raft index from `X-Raft-Index`.
+    V2,
+    /// The v3 JSON gateway under this path prefix.
+    V3(&'static str),
+}
+
+impl Api {
+    /// The API for a member of `server` version in a cluster of `cluster` version.
+    pub fn for_versions(server: super::Version, cluster: Option<super::Version>) -> Api {
+        use super::Version as V;
+        if server < V::new(3, 0, 0) || cluster.is_some_and(|c| c < V::new(3, 0, 0)) {
+            Api::V2
+        } else if server < V::new(3, 3, 0) {
+            Api::V3("/v3alpha")
+        } else if server < V::new(3, 4, 0) {
+            Api::V3("/v3beta")
+        } else {
+            Api::V3("/v3")
+        }
+    }
+}
+
 /// An entry of the member list.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Member {
@@ -96,6 +126,8 @@ pub struct EtcdClient {
     dialer: Box<dyn Dial>,
     sender: Option<SendRequest<Full<Bytes>>>,
     timeout: Duration,
+    /// Learnt from `/version`; forgotten when the member restarts.
+    api: Option<Api>,
 }
 
 impl EtcdClient {
@@ -114,6 +146,7 @@ impl EtcdClient {
             dialer,
             sender: None,
             timeout,
+            api: None,
         }
     }
 
@@ -121,9 +154,23 @@ impl EtcdClient {
         &self.url
     }
 
-    /// Drop the kept-alive connection (after the member restarted, say).
+    /// Drop the kept-alive connection (after the member restarted, say), and
+    /// what was learnt of its version.
     pub fn reset(&mut self) {
         self.sender = None;
+        self.api = None;
+    }
+
+    /// The API this member is asked through, from its `/version` (asked now if
+    /// it was not yet).
+    pub async fn api(&mut self) -> Result<Api, EtcdError> {
+        match self.api {
+            Some(a) => Ok(a),
+            None => {
+                self.version().await?;
+                Ok(self.api.unwrap_or(Api::V2))
+            }
+        }
     }
 
     async fn connection(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, EtcdError> {
@@ -161,6 +208,17 @@ impl EtcdClient {
 
     /// One request; `body` None means GET. Returns status and body.
     async fn request(&mut self, path: &str, body: Option<&str>) -> Result<(u16, Bytes), EtcdError> {
+        self.request_with_raft_index(path, body)
+            .await
+            .map(|(status, _, body)| (status, body))
+    }
+
+    /// The same, with the `X-Raft-Index` header where etcd sends one (v2 answers).
+    async fn request_with_raft_index(
+        &mut self,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, Option<u64>, Bytes), EtcdError> {
         let limit = self.timeout;
         let url = self.url.clone();
         let fut = async {
@@ -187,6 +245,11 @@ impl EtcdClient {
                 }
             };
             let status = resp.status().as_u16();
+            let raft_index = resp
+                .headers()
+                .get("x-raft-index")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
             let body = resp
                 .into_body()
                 .collect()
@@ -196,7 +259,7 @@ impl EtcdClient {
                     reason: e.to_string(),
                 })?
                 .to_bytes();
-            Ok((status, body))
+            Ok((status, raft_index, body))
         };
         match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,
@@ -235,7 +298,15 @@ impl EtcdClient {
 
     pub async fn version(&mut self) -> Result<VersionInfo, EtcdError> {
         let v = self.json("/version", None).await?;
-        serde_json::from_value(v).map_err(|e| self.decode_err("/version", e.to_string()))
+        let info: VersionInfo =
+            serde_json::from_value(v).map_err(|e| self.decode_err("/version", e.to_string()))?;
+        if let Some(server) = super::Version::parse(&info.server) {
+            self.api = Some(Api::for_versions(
+                server,
+                super::Version::parse(&info.cluster),
+            ));
+        }
+        Ok(info)
     }
 
     /// `/health`. A 503 with a body is an answer (unhealthy), not an error.
@@ -254,9 +325,23 @@ impl EtcdClient {
         Ok(Health { healthy, answer })
     }
 
+    /// The member's id, leader and raft index: from the v3 gateway, or on v2
+    /// from `/v2/stats/self` and the `X-Raft-Index` of a v2 read (no db size there).
     pub async fn status(&mut self) -> Result<MemberStatus, EtcdError> {
-        let path = "/v3/maintenance/status";
-        let v = self.json(path, Some("{}")).await?;
+        let prefix = match self.api().await? {
+            Api::V2 => return self.status_v2().await,
+            Api::V3(p) => p,
+        };
+        let path = format!("{prefix}/maintenance/status");
+        // A 3.5 member of a cluster migrated from v2 may not know the cluster
+        // version until it next changes, and refuses v3 calls meanwhile ("not
+        // capable", seen in the lab on 3.4 → 3.5 after a path from 2.3): ask v2.
+        let v = match self.json(&path, Some("{}")).await {
+            Err(e @ EtcdError::Status { .. }) if e.to_string().contains("not capable") => {
+                return self.status_v2().await.map_err(|_| e);
+            }
+            r => r?,
+        };
         let member_id = v
             .get("header")
             .map(|h| u64_field(h, "member_id"))
@@ -275,66 +360,117 @@ impl EtcdClient {
         })
     }
 
-    /// The member list: v3 gateway, or v2 `/v2/members` for 2.x clusters.
-    pub async fn members(&mut self) -> Result<Vec<Member>, EtcdError> {
-        let path = "/v3/cluster/member/list";
-        match self.json(path, Some("{}")).await {
-            Ok(v) => Ok(v
-                .get("members")
-                .and_then(Value::as_array)
-                .map(|ms| {
-                    ms.iter()
-                        .map(|m| Member {
-                            id: u64_field(m, "ID"),
-                            name: m
-                                .get("name")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_string(),
-                            peer_urls: str_list(m, "peerURLs"),
-                            client_urls: str_list(m, "clientURLs"),
-                            is_learner: m
-                                .get("isLearner")
-                                .and_then(Value::as_bool)
-                                .unwrap_or(false),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()),
-            Err(EtcdError::Status { status: 404, .. }) => {
-                let v = self.json("/v2/members", None).await?;
-                Ok(v.get("members")
-                    .and_then(Value::as_array)
-                    .map(|ms| {
-                        ms.iter()
-                            .map(|m| Member {
-                                id: m
-                                    .get("id")
-                                    .and_then(Value::as_str)
-                                    .and_then(|s| u64::from_str_radix(s, 16).ok())
-                                    .unwrap_or(0),
-                                name: m
-                                    .get("name")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("")
-                                    .to_string(),
-                                peer_urls: str_list(m, "peerURLs"),
-                                client_urls: str_list(m, "clientURLs"),
-                                is_learner: false,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default())
-            }
-            Err(e) => Err(e),
+    async fn status_v2(&mut self) -> Result<MemberStatus, EtcdError> {
+        let me = self.json("/v2/stats/self", None).await?;
+        let hex = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                .unwrap_or(0)
+        };
+        let member_id = hex(me.get("id"));
+        let leader = if me.get("state").and_then(Value::as_str) == Some("StateLeader") {
+            member_id
+        } else {
+            hex(me.get("leaderInfo").and_then(|l| l.get("leader")))
+        };
+        // A local (non-quorum) read of the root answers with this member's raft index.
+        let path = "/v2/keys/?quorum=false";
+        let (status, raft_index, body) = self.request_with_raft_index(path, None).await?;
+        if status != 200 {
+            return Err(EtcdError::Status {
+                url: self.url.clone(),
+                path: path.into(),
+                status,
+                body: String::from_utf8_lossy(&body).trim().to_string(),
+            });
         }
+        Ok(MemberStatus {
+            member_id,
+            leader,
+            version: String::new(),
+            raft_index: raft_index.unwrap_or(0),
+            raft_term: 0,
+            db_size: 0,
+        })
+    }
+
+    /// The member list: v3 gateway, or v2 `/v2/members`.
+    pub async fn members(&mut self) -> Result<Vec<Member>, EtcdError> {
+        let prefix = match self.api().await? {
+            Api::V2 => return self.members_v2().await,
+            Api::V3(p) => p,
+        };
+        let path = format!("{prefix}/cluster/member/list");
+        let v = match self.json(&path, Some("{}")).await {
+            Err(e @ EtcdError::Status { .. }) if e.to_string().contains("not capable") => {
+                return self.members_v2().await.map_err(|_| e);
+            }
+            r => r?,
+        };
+        Ok(v.get("members")
+            .and_then(Value::as_array)
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| Member {
+                        id: u64_field(m, "ID"),
+                        name: m
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        peer_urls: str_list(m, "peerURLs"),
+                        client_urls: str_list(m, "clientURLs"),
+                        is_learner: m.get("isLearner").and_then(Value::as_bool).unwrap_or(false),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn members_v2(&mut self) -> Result<Vec<Member>, EtcdError> {
+        let v = self.json("/v2/members", None).await?;
+        Ok(v.get("members")
+            .and_then(Value::as_array)
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| Member {
+                        id: m
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .and_then(|s| u64::from_str_radix(s, 16).ok())
+                            .unwrap_or(0),
+                        name: m
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        peer_urls: str_list(m, "peerURLs"),
+                        client_urls: str_list(m, "clientURLs"),
+                        is_learner: false,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Ask this member (which must be the leader) to hand leadership to `target`.
+    /// etcd has this from 3.3 (the caller checks the version first).
     pub async fn move_leader(&mut self, target: u64) -> Result<(), EtcdError> {
+        let prefix = match self.api().await? {
+            Api::V3(p) => p,
+            Api::V2 => {
+                return Err(self.decode_err(
+                    "/maintenance/transfer-leadership",
+                    "this member has no v3 API to move leadership with".into(),
+                ))
+            }
+        };
         let body = format!("{{\"targetID\":\"{target}\"}}");
-        self.json("/v3/maintenance/transfer-leadership", Some(&body))
-            .await?;
+        self.json(
+            &format!("{prefix}/maintenance/transfer-leadership"),
+            Some(&body),
+        )
+        .await?;
         Ok(())
     }
 
@@ -349,7 +485,14 @@ impl EtcdClient {
     /// auth entries changed). None when the member cannot say (before 3.5 there is no
     /// status call, and an auth-enabled cluster refuses the probe).
     pub async fn auth_enabled(&mut self) -> Result<Option<bool>, EtcdError> {
-        match self.json("/v3/auth/status", Some("{}")).await {
+        let prefix = match self.api().await? {
+            Api::V3(p) => p,
+            Api::V2 => return Ok(None),
+        };
+        match self
+            .json(&format!("{prefix}/auth/status"), Some("{}"))
+            .await
+        {
             Ok(v) => Ok(v.get("enabled").and_then(Value::as_bool).or(Some(false))),
             Err(EtcdError::Status { status: 404, .. }) => Ok(None),
             Err(EtcdError::Status { body, .. })
@@ -473,6 +616,35 @@ mod tests {
                 Ok(Box::new(client) as BoxStream)
             })
         }
+    }
+
+    /// The gateway prefixes seen in the lab (design §7), and v2 while mixed.
+    #[test]
+    fn the_api_follows_the_versions() {
+        let v = |s| crate::etcd::Version::parse(s).unwrap();
+        assert_eq!(Api::for_versions(v("2.3.7"), Some(v("2.3.0"))), Api::V2);
+        assert_eq!(
+            Api::for_versions(v("3.0.16"), Some(v("2.3.0"))),
+            Api::V2,
+            "mixed"
+        );
+        assert_eq!(
+            Api::for_versions(v("3.0.16"), Some(v("3.0.0"))),
+            Api::V3("/v3alpha")
+        );
+        assert_eq!(
+            Api::for_versions(v("3.2.32"), Some(v("3.2.0"))),
+            Api::V3("/v3alpha")
+        );
+        assert_eq!(
+            Api::for_versions(v("3.3.27"), Some(v("3.3.0"))),
+            Api::V3("/v3beta")
+        );
+        assert_eq!(
+            Api::for_versions(v("3.4.23"), Some(v("3.4.0"))),
+            Api::V3("/v3")
+        );
+        assert_eq!(Api::for_versions(v("3.5.30"), None), Api::V3("/v3"));
     }
 
     #[tokio::test]

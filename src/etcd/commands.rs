@@ -98,6 +98,14 @@ pub struct HostFacts {
     /// The turn file of a restart script that did not finish (see
     /// `restart_with_swap`): the run that stopped this member, if it never started it.
     pub unfinished_turn: Option<String>,
+    /// The running etcd's process, found through the service or its binary.
+    pub pid: Option<u32>,
+    /// Its settings the guides' rules ask about (`--enable-v2`, `--experimental-*`
+    /// and their `ETCD_*` forms), with where each was read.
+    pub settings: Vec<(String, String)>,
+    /// `etcdutl check v2store` (3.5.32+, where an etcdutl sits beside etcd):
+    /// "clean", or what it said of custom v2 data.
+    pub v2store: Option<String>,
 }
 
 /// One shell script that prints `key=value` lines with every fact the pre-flight needs.
@@ -109,24 +117,75 @@ pub fn probe(v: &EtcdVars, turn_file: &str) -> RemoteCommand {
         r#"B={b}; C={c}; D={d}; K={k}; T={t}
 [ -f "$T" ] && echo "unfinished_turn=$(head -n 1 "$T")"
 v() {{ "$1" --version 2>/dev/null | sed -n 's/^etcd Version: *//p' | head -n 1; }}
+{ctl_version}
 echo "user=$(id -un)"
 [ -x "$B" ] && echo "binary_version=$(v "$B")" && echo "binary_stat=$(stat -c '%a %u:%g' "$B")"
 [ -x "$B.old" ] && echo "old_binary_version=$(v "$B.old")"
 [ -e "$B.new" ] && echo "new_binary_present=1"
-[ -x "$C" ] && echo "etcdctl_version=$("$C" version 2>/dev/null | sed -n 's/^etcdctl version: *//p' | head -n 1)"
+[ -x "$C" ] && echo "etcdctl_version=$(ctl_version "$C")"
 if {status} >/dev/null 2>&1; then echo service_active=1; else echo service_active=0; fi
 [ -d "$D" ] && echo data_dir_exists=1 && echo "data_kib=$(du -sk "$D" 2>/dev/null | cut -f1)"
 [ -f "$D/member/snap/db" ] && echo has_v3_data=1
 p="$K"; while [ ! -d "$p" ] && [ "$p" != / ] && [ -n "$p" ]; do p=$(dirname "$p"); done
 echo "backup_free_kib=$(df -Pk "$p" 2>/dev/null | awk 'NR==2 {{print $4}}')"
+{member_settings}
 exit 0"#,
         b = quote(&v.binary),
         c = quote(&v.etcdctl_binary),
         d = quote(&v.data_dir),
         k = quote(&v.backup_dir),
         t = quote(turn_file),
+        ctl_version = ETCDCTL_VERSION_FN,
+        member_settings = MEMBER_SETTINGS_SH.replace(
+            "@SYSTEMD_UNIT@",
+            &match v.service_manager {
+                ServiceManager::Systemd => quote(&v.service),
+                ServiceManager::Command => "''".into(),
+            }
+        ),
     );
     RemoteCommand::script(&script)
+}
+
+/// The running member's process and the settings the guides' rules ask about,
+/// read from `/proc/PID/cmdline` and `/proc/PID/environ` (what etcd really got,
+/// whatever unit, env file or wrapper set it). The process is the unit's MainPID
+/// under systemd, else the one whose executable is the binary (or its saved
+/// `.old`, after a swap). Also `etcdutl check v2store` where it exists (3.5.32+).
+const MEMBER_SETTINGS_SH: &str = r#"U=@SYSTEMD_UNIT@; pid=
+[ -n "$U" ] && pid=$(systemctl show -p MainPID --value "$U" 2>/dev/null)
+if [ -z "$pid" ] || [ "$pid" = 0 ]; then
+  pid=; real=$(readlink -f "$B" 2>/dev/null)
+  for p in /proc/[0-9]*; do
+    e=$(readlink "$p/exe" 2>/dev/null) || continue
+    case "$e" in "$real"|"$real.old"|"$real (deleted)") pid=${p#/proc/}; break;; esac
+  done
+fi
+if [ -n "$pid" ]; then
+  echo "pid=$pid"
+  tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | grep -a -E '^--?(enable-v2|experimental-)' | sed "s|^|setting=/proc/$pid/cmdline |"
+  tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -a -E '^ETCD_(ENABLE_V2|EXPERIMENTAL_)' | sed "s|^|setting=/proc/$pid/environ |"
+fi
+E="$(dirname "$B")/etcdutl"
+if [ -x "$E" ] && "$E" check v2store --help >/dev/null 2>&1; then
+  if o=$("$E" check v2store --data-dir "$D" 2>&1); then echo v2store=clean; else echo "v2store=$(printf '%s' "$o" | tail -n 1)"; fi
+fi"#;
+
+/// `ctl_version PATH` prints an etcdctl's version on every release: 3.x answers
+/// `version` only with `ETCDCTL_API=3` before 3.4 ("etcdctl version: 3.0.16"),
+/// 2.3 has no `version` command but `--version` ("etcdctl version 2.3.7").
+const ETCDCTL_VERSION_FN: &str = r#"ctl_version() {
+  x=$(ETCDCTL_API=3 "$1" version 2>/dev/null | sed -n 's/^etcdctl version:* *//p' | sed -n 1p)
+  [ -n "$x" ] || x=$("$1" --version 2>/dev/null | sed -n 's/^etcdctl version:* *//p' | sed -n 1p)
+  printf '%s\n' "$x"
+}"#;
+
+/// Prints the version of the etcdctl at `path`, empty when it does not run.
+pub fn etcdctl_version(path: &str) -> RemoteCommand {
+    RemoteCommand::script(&format!(
+        "{ETCDCTL_VERSION_FN}\nctl_version {}",
+        quote(path)
+    ))
 }
 
 pub fn parse_probe(out: &str) -> HostFacts {
@@ -154,6 +213,13 @@ pub fn parse_probe(out: &str) -> HostFacts {
             "has_v3_data" => f.has_v3_data = val == "1",
             "backup_free_kib" => f.backup_free_kib = val.parse().ok(),
             "unfinished_turn" => f.unfinished_turn = some(val),
+            "pid" => f.pid = val.parse().ok(),
+            "setting" => {
+                if let Some((source, text)) = val.split_once(' ') {
+                    f.settings.push((text.to_string(), source.to_string()));
+                }
+            }
+            "v2store" => f.v2store = some(val),
             _ => {}
         }
     }
@@ -167,16 +233,29 @@ pub fn staged_path(binary: &str) -> String {
 pub fn saved_path(binary: &str) -> String {
     format!("{binary}.old")
 }
+/// A binary staged up front for a later hop of a path.
+pub fn staged_path_for(binary: &str, version: Version) -> String {
+    format!("{binary}.new-{version}")
+}
+
+/// At the start of a path's later hop: its binary, staged as `NAME.new-X.Y.Z`
+/// when the path began, becomes `NAME.new`.
+pub fn activate_staged(binary: &str, version: Version) -> RemoteCommand {
+    RemoteCommand::new("mv")
+        .arg("-f")
+        .arg(staged_path_for(binary, version))
+        .arg(staged_path(binary))
+}
 
 /// After an upload to `tmp`: give it the installed binary's mode and owner and move
-/// it to `NAME.new` (the caller then runs it once to prove it works on this host).
-pub fn stage_installed(tmp: &str, binary: &str) -> RemoteCommand {
-    let staged = staged_path(binary);
+/// it to `staged` (`NAME.new`; the caller then runs it once to prove it works on
+/// this host).
+pub fn stage_installed(tmp: &str, binary: &str, staged: &str) -> RemoteCommand {
     let script = format!(
         "T={t}; B={b}; N={n}; chmod --reference=\"$B\" \"$T\" && chown --reference=\"$B\" \"$T\" && mv -f \"$T\" \"$N\"",
         t = quote(tmp),
         b = quote(binary),
-        n = quote(&staged),
+        n = quote(staged),
     );
     RemoteCommand::script(&script)
 }
@@ -270,9 +349,11 @@ pub fn offline_backup(v: &EtcdVars, dest_dir: &str, v2_data: bool) -> RemoteComm
     c
 }
 
-/// Is this version's etcdctl able to run the guide's v2 `etcdctl backup`?
-pub fn etcdctl_has_v2_backup(etcdctl: Version) -> bool {
-    etcdctl < Version::new(3, 5, 0)
+/// Can this etcdctl run the guide's v2 `etcdctl backup` of a data dir written by
+/// etcd `server`? 3.5 dropped the command, and a 2.x etcdctl cannot read the WAL
+/// a 3.x server wrote (it panics in wal.decode, seen in the lab).
+pub fn etcdctl_has_v2_backup(etcdctl: Version, server: Version) -> bool {
+    etcdctl < Version::new(3, 5, 0) && etcdctl.major >= server.major
 }
 
 #[cfg(test)]
@@ -292,6 +373,94 @@ mod tests {
         assert_eq!(f.data_kib, 124);
         assert_eq!(f.backup_free_kib, Some(99999));
         assert_eq!(f.old_binary_version, None);
+    }
+
+    #[test]
+    fn final_health_reads_both_etcdctl_outputs() {
+        let v2 = "member 8e9e05c52164694d is healthy: got healthy result from http://127.0.0.1:2379\n\
+                  member 91bc3c398fb3c146 is healthy: got healthy result from http://10.0.1.2:2379\n\
+                  cluster is healthy\n";
+        assert!(cluster_health_v2_ok(v2));
+        let one_down = "member 8e9e05c52164694d is healthy: got healthy result from http://127.0.0.1:2379\n\
+                        member 91bc3c398fb3c146 is unreachable: [http://10.0.1.2:2379] are all unreachable\n\
+                        cluster is healthy\n";
+        assert!(
+            !cluster_health_v2_ok(one_down),
+            "exit 0 and 'cluster is healthy' do not count"
+        );
+        assert!(!cluster_health_v2_ok(
+            "Error: client: etcd cluster is unavailable\n"
+        ));
+        assert!(endpoint_health_ok(
+            "http://127.0.0.1:2379 is healthy: successfully committed proposal: took = 1.2ms\n"
+        ));
+        assert!(!endpoint_health_ok(
+            "http://127.0.0.1:2379 is unhealthy: failed to commit proposal: context deadline exceeded\n"
+        ));
+        let plain = EtcdVars::default();
+        let v = |s| Version::parse(s).unwrap();
+        assert_eq!(
+            final_health(&plain, v("2.3.7"), v("3.0.0")).what,
+            "etcdctl cluster-health (v2)"
+        );
+        assert_eq!(
+            final_health(&plain, v("3.0.16"), v("2.3.0")).what,
+            "etcdctl cluster-health (v2)"
+        );
+        assert_eq!(
+            final_health(&plain, v("3.0.16"), v("3.0.0")).what,
+            "etcdctl endpoint health"
+        );
+        let tls = EtcdVars {
+            client_url: "https://127.0.0.1:2379".into(),
+            ..EtcdVars::default()
+        };
+        assert_eq!(
+            final_health(&tls, v("3.0.16"), v("3.0.0")).what,
+            "etcdctl cluster-health (v2)"
+        );
+        assert_eq!(
+            final_health(&tls, v("3.1.20"), v("3.1.0")).what,
+            "etcdctl endpoint health"
+        );
+    }
+
+    /// `ctl_version` reads every etcdctl's version, each its own way (2.3:
+    /// `--version`; 3.0–3.3: `version` only with ETCDCTL_API=3). Real binaries
+    /// from scripts/prepare; a version not installed is skipped loudly.
+    #[test]
+    fn etcdctl_versions_are_read_from_every_release() {
+        let cache = concat!(env!("CARGO_MANIFEST_DIR"), "/target/etcd");
+        let mut seen = 0;
+        for v in ["2.3.7", "3.0.16", "3.3.27", "3.5.0"] {
+            let ctl = format!("{cache}/{v}/etcdctl");
+            if !std::path::Path::new(&ctl).exists() {
+                eprintln!("!!!!! etcdctl {v} not installed (scripts/prepare): SKIPPED !!!!!");
+                continue;
+            }
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(etcdctl_version(&ctl).as_str())
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), v);
+            seen += 1;
+        }
+        if std::path::Path::new("/usr/bin/etcdctl").exists() {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(etcdctl_version("/usr/bin/etcdctl").as_str())
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3.4.23");
+            seen += 1;
+        }
+        let builds = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/etcd-builds");
+        if std::env::var_os("ETCDROLL_REQUIRE_LAB").is_some()
+            && std::path::Path::new(builds).is_dir()
+        {
+            assert_eq!(seen, 5, "scripts/test installs every one of them");
+        }
     }
 
     /// The restart script never writes its turn file through a symlink: a link
@@ -477,6 +646,56 @@ pub fn endpoint_health(v: &EtcdVars) -> RemoteCommand {
         .arg("endpoint")
         .arg("health")
         .raw("2>&1")
+}
+
+/// The v2 `etcdctl cluster-health` through this member (2.3's etcdctl has no
+/// `endpoint health`); parsed, never its exit code (it exits 0 when any one member
+/// is healthy).
+pub fn cluster_health_v2(v: &EtcdVars) -> RemoteCommand {
+    etcdctl(v, 2, &v.etcdctl_binary)
+        .arg("cluster-health")
+        .raw("2>&1")
+}
+
+/// True when every member line of `etcdctl cluster-health` says healthy.
+pub fn cluster_health_v2_ok(out: &str) -> bool {
+    let members: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("member "))
+        .collect();
+    !members.is_empty() && members.iter().all(|l| l.contains(" is healthy"))
+}
+
+/// The final etcdctl check that means the same on every version: "this member,
+/// asked by the etcdctl on its host, is healthy". `endpoint health` (v3) where the
+/// etcdctl and the cluster have v3, else the v2 `cluster-health` (every member
+/// healthy), so a 2.3 etcdctl or a cluster still on 2.3 is checked too. A TLS
+/// cluster on etcd < 3.1 built with a modern Go cannot serve v3 over TLS (the
+/// upgrade guide's known issue), so it is checked through v2 as well.
+pub fn final_health(v: &EtcdVars, etcdctl: Version, cluster: Version) -> FinalHealth {
+    let v3 = etcdctl >= Version::new(3, 0, 0)
+        && cluster >= Version::new(3, 0, 0)
+        && !(v.client_url.starts_with("https://") && cluster < Version::new(3, 1, 0));
+    if v3 {
+        FinalHealth {
+            command: endpoint_health(v),
+            ok: endpoint_health_ok,
+            what: "etcdctl endpoint health",
+        }
+    } else {
+        FinalHealth {
+            command: cluster_health_v2(v),
+            ok: cluster_health_v2_ok,
+            what: "etcdctl cluster-health (v2)",
+        }
+    }
+}
+
+/// Which etcdctl check to run, and how to read its output.
+pub struct FinalHealth {
+    pub command: RemoteCommand,
+    pub ok: fn(&str) -> bool,
+    pub what: &'static str,
 }
 
 /// True when `etcdctl endpoint health` output says healthy for every endpoint.

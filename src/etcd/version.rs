@@ -9,12 +9,6 @@ pub struct Version {
     pub patch: u32,
 }
 
-/// etcd 3.6 accepts a cluster from 3.5 only from this patch on. etcd's 3.6 upgrade
-/// guide first asked for 3.5.20 (the "too many learner members" failure), and now
-/// for 3.5.26, whose patches 3.5.24–3.5.26 fix further upgrade blockers (stale
-/// members in the v2 store); kubespray enforces the same floor.
-pub const MIN_3_5_FOR_3_6: Version = Version::new(3, 5, 26);
-
 impl Version {
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
         Version {
@@ -99,50 +93,22 @@ impl UpgradeStep {
     }
 }
 
-/// The rules of etcd's upgrade guides: from 2.3 to 3.0, then one minor at a time,
-/// or a patch within a minor; never down (that is `rollback`, and only while mixed).
+/// What `from → to` is, by the path rules of `rules.rs`: from 2.3 to 3.0, then one
+/// minor at a time with the floors the guides set, or a patch within a minor;
+/// never down (that is `rollback`, and only while mixed).
 pub fn upgrade_step(from: Version, to: Version) -> UpgradeStep {
     use UpgradeStep::*;
     if from == to {
         return AlreadyThere;
     }
-    if to < from {
-        return Refused(format!(
-            "{to} is older than the running {from}: a downgrade is not an upgrade \
-             (use `etcdroll rollback` while the cluster version is still the old one)"
-        ));
+    if let Some(why) = super::rules::path_refusal(from, to) {
+        return Refused(why);
     }
     if from.same_minor(to) {
-        return Patch;
+        Patch
+    } else {
+        NextMinor
     }
-    if from.major == 2 {
-        if to.major != 3 || to.minor != 0 {
-            return Refused(format!(
-                "{from} → {to} skips minor versions: upgrade 2.3 → 3.0 first, then one minor at a time"
-            ));
-        }
-        if from.minor < 3 {
-            return Refused(format!(
-                "the running cluster must be 2.3 or greater to upgrade to 3.0 (it is {from}): upgrade to 2.3 first"
-            ));
-        }
-        return NextMinor;
-    }
-    if from.major == to.major && to.minor == from.minor + 1 {
-        if to.major == 3 && to.minor == 6 && from < MIN_3_5_FOR_3_6 {
-            return Refused(format!(
-                "etcd 3.6 requires the cluster on {MIN_3_5_FOR_3_6} or later first (it runs {from}): \
-                 upgrade to the latest 3.5 patch, then to 3.6"
-            ));
-        }
-        return NextMinor;
-    }
-    Refused(format!(
-        "{from} → {to} skips minor versions: etcd supports upgrading one minor at a time \
-         ({}.{} next)",
-        from.major,
-        from.minor + 1
-    ))
 }
 
 #[cfg(test)]
@@ -186,9 +152,9 @@ mod tests {
         );
         assert!(upgrade_step(v("3.5.1"), v("3.4.23")).is_refused());
         assert!(upgrade_step(v("3.5.1"), v("3.6.0")).is_refused());
-        assert!(upgrade_step(v("3.5.25"), v("3.6.0")).is_refused());
+        assert!(upgrade_step(v("3.5.26"), v("3.6.0")).is_refused());
         assert_eq!(
-            upgrade_step(v("3.5.26"), v("3.6.4")),
+            upgrade_step(v("3.5.32"), v("3.6.4")),
             UpgradeStep::NextMinor
         );
         assert!(upgrade_step(v("3.4.23"), v("4.0.0")).is_refused());

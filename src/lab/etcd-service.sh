@@ -22,6 +22,8 @@ case "$1" in
     running && exit 0
     read -r FLAGS < "$D/etcd.flags"
     eval "set -- $FLAGS"
+    # ETCD_* settings, as a unit's EnvironmentFile would give them.
+    if [ -s "$D/etcd.env" ]; then set -a; . "$D/etcd.env"; set +a; fi
     setsid "$D/bin/etcd" "$@" >>"$D/etcd.log" 2>&1 </dev/null &
     echo $! > "$PIDF"
     ;;

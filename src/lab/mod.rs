@@ -31,6 +31,10 @@ pub struct LabSpec {
     /// 0, 1 or 2 jump hosts in front of the members.
     pub bastions: usize,
     pub enable_v2: bool,
+    /// `--snapshot-count` (as ETCD_SNAPSHOT_COUNT), for raft snapshots in a
+    /// small lab: etcd's default takes one only every 10 000 (2.3) or 100 000
+    /// (3.4+) entries.
+    pub snapshot_count: Option<u32>,
     pub start_etcd: bool,
     /// Clients over TLS with client certificates (`--client-cert-auth`); peers stay plain.
     pub tls: bool,
@@ -46,6 +50,7 @@ impl Default for LabSpec {
             version: "3.4.23".into(),
             bastions: 0,
             enable_v2: false,
+            snapshot_count: None,
             start_etcd: true,
             tls: false,
             ipv6: false,
@@ -522,9 +527,18 @@ impl Lab {
                 "--initial-cluster-token".into(),
                 self.id.clone(),
             ];
+            // v2 through the environment, not a flag: 2.3–3.2 have no --enable-v2
+            // (they serve v2 anyway) and only warn about the variable, while 3.4+
+            // need it; so one setting survives a whole path of upgrades. It is
+            // also what a member's environ shows the probe.
+            let mut env = String::new();
             if spec.enable_v2 {
-                flags.push("--enable-v2".into());
+                env.push_str("ETCD_ENABLE_V2=true\n");
             }
+            if let Some(n) = spec.snapshot_count {
+                env.push_str(&format!("ETCD_SNAPSHOT_COUNT={n}\n"));
+            }
+            std::fs::write(m.dir.join("etcd.env"), env)?;
             if let Some(t) = &self.tls {
                 let pki = self.dir.join("pki");
                 flags.extend([
@@ -692,6 +706,29 @@ impl Lab {
             .collect();
         let tls = self.etcdctl_tls_args().join(" ");
         let deadline = Instant::now() + limit;
+        if self.tls.is_none() {
+            // Every version has /health (2.3's etcdctl has no `endpoint health`).
+            loop {
+                let sick: Vec<&LabHost> = self
+                    .members
+                    .iter()
+                    .filter(|m| !http_health(m, if self.ipv6 { "::1" } else { "127.0.0.1" }))
+                    .collect();
+                if sick.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "the lab's etcd cluster did not become healthy: {} not healthy",
+                        sick.iter()
+                            .map(|m| m.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         loop {
             let out = self.run_in(
                 m0,
@@ -909,6 +946,28 @@ impl Drop for Lab {
             self.teardown();
         }
     }
+}
+
+/// `GET /health` on a member's client port, from inside its own namespace (a
+/// member behind a bastion is not reachable from here), with bash's /dev/tcp.
+fn http_health(m: &LabHost, local: &str) -> bool {
+    let script = format!(
+        "exec 3<>/dev/tcp/{local}/2379 && printf 'GET /health HTTP/1.0\\r\\nHost: lab\\r\\n\\r\\n' >&3 && timeout 2 cat <&3"
+    );
+    let Ok(out) = Command::new("ip")
+        .args(["netns", "exec", &m.netns, "bash", "-c", &script])
+        .output()
+    else {
+        return false;
+    };
+    let answer = String::from_utf8_lossy(&out.stdout);
+    let body: String = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    answer.split_whitespace().nth(1) == Some("200") && body.contains("\"health\":\"true\"")
 }
 
 fn set_mode(p: &Path, mode: u32) -> Result<()> {

@@ -246,6 +246,35 @@ fn report(e: &Event) -> Option<String> {
                 style(m).red().bold().to_string()
             })
         }
+        Event::Hop {
+            index,
+            of,
+            from,
+            to,
+        } => Some(
+            style(format!("── hop {index} of {of}: {from} → {to} ──"))
+                .bold()
+                .to_string(),
+        ),
+        Event::HopFinished {
+            index,
+            of,
+            from,
+            to,
+            ok,
+            message,
+            ..
+        } => {
+            let m = format!(
+                "hop {index} of {of} ({from} → {to}): {}",
+                message.as_deref().unwrap_or("")
+            );
+            Some(if *ok {
+                style(m).green().to_string()
+            } else {
+                style(m).red().bold().to_string()
+            })
+        }
         Event::RunFinished { ok, message, .. } => message.as_ref().map(|m| {
             if *ok {
                 style(m).green().to_string()
@@ -440,6 +469,20 @@ impl Bars {
                 }
             }
             Event::Check(row) => self.println(&table::check_line(row)),
+            Event::Hop { .. } => {
+                // A new hop of a path: its members get fresh bars below the last.
+                for (_, bar) in self.hosts.drain() {
+                    if !bar.is_finished() {
+                        bar.abandon();
+                    }
+                }
+                if let Some(c) = self.cluster.take() {
+                    c.abandon();
+                }
+                if let Some(r) = report(e) {
+                    self.println(&r);
+                }
+            }
             Event::RunFinished { .. } | Event::UpgradeSummary { .. } | Event::Summary { .. } => {
                 // Final reports go below the bars, which stop drawing first.
                 for bar in self.hosts.values() {

@@ -117,6 +117,10 @@ pub async fn acquire_all(
         for _ in 0..2 {
             match take(l, info, limit).await {
                 Ok(()) => return Ok(warning),
+                // Already ours: each hop of a path takes the run's lock again.
+                Err(Held(content)) if field(&content, "run_id") == info.run_id => {
+                    return Ok(warning)
+                }
                 Err(Held(content)) if is_stale(&content, info) && warning.is_none() => {
                     let script = format!(
                         "F={f}; [ \"$(head -n 1 \"$F\" 2>/dev/null)\" = {old} ] && rm -f \"$F\"; true",

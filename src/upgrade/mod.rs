@@ -4,6 +4,7 @@
 pub mod adhoc;
 pub mod fleet;
 pub mod lock;
+mod path;
 
 pub use fleet::{connect_all, endpoint_for, HostLink, ReachOptions};
 pub mod preflight;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::etcd::commands::{self, HostFacts};
+use crate::etcd::rules::{member_refusals, MemberInput, Setting};
 use crate::etcd::{upgrade_step, EtcdClient, Member, UpgradeStep, Version};
 use crate::events::CheckRow;
 
@@ -248,12 +249,10 @@ async fn ask_member(
             }
             Err(e) => m.problems.push(format!("/health failed: {e}")),
         }
-        if m.running.is_some_and(Version::has_v3_api) {
-            if let Ok(s) = client.status().await {
-                m.id = s.member_id;
-                m.leader_id = s.leader;
-                m.raft_index = s.raft_index;
-            }
+        if let Ok(s) = client.status().await {
+            m.id = s.member_id;
+            m.leader_id = s.leader;
+            m.raft_index = s.raft_index;
         }
         m.v2_enabled = client.v2_enabled().await.unwrap_or(false);
         if m.running.is_some_and(|v| v < Version::new(3, 5, 0))
@@ -307,12 +306,27 @@ fn member_rules(m: &mut MemberView, link: &HostLink, target: Option<Version>) {
             .push(format!("not a supported upgrade path: {why}"));
     }
     if step != UpgradeStep::AlreadyThere {
-        if target.needs_v3_data() && !facts.has_v3_data {
-            m.problems.push(format!(
-                "{}/member/snap/db is missing: etcd {target} panics on a data dir with no v3 data \
-                 (migrated from v2 without v3 data). Run 3.0 until the member holds v3 data, then upgrade",
-                vars.data_dir
-            ));
+        // The guides' member rules (etcd::rules): v3 data before 3.2, no auth
+        // from 3.4 to 3.5, no v2 before 3.6, no --experimental-* before 3.7.
+        let input = MemberInput {
+            has_v3_data: facts.has_v3_data,
+            auth_enabled: m.auth_enabled,
+            settings: facts
+                .settings
+                .iter()
+                .map(|(text, source)| Setting {
+                    text: text.clone(),
+                    source: source.clone(),
+                })
+                .collect(),
+            v2store_clean: facts.v2store.as_deref().map(|v| v == "clean"),
+        };
+        for why in member_refusals(running, target, &input) {
+            m.problems.push(if why.starts_with("member/snap/db") {
+                format!("{}/{why}", vars.data_dir)
+            } else {
+                why
+            });
         }
         // Snapshot plus a copy of the data dir, with a 10% margin.
         let need = facts
@@ -328,13 +342,6 @@ fn member_rules(m: &mut MemberView, link: &HostLink, target: Option<Version>) {
             )),
             None => m.problems.push(format!("cannot tell the free space of {} (etcd_backup_dir)", vars.backup_dir)),
             _ => {}
-        }
-        if m.auth_enabled == Some(true) {
-            m.problems.push(
-                "auth is enabled: a rolling upgrade from 3.4 or older to 3.5 is not supported with auth \
-                 (3.5 changed the WAL format of auth entries); disable auth for the upgrade or migrate offline"
-                    .into(),
-            );
         }
     }
     m.step = Some(step);
@@ -359,9 +366,14 @@ fn cluster_rules(view: &mut ClusterView, target: Option<Version>) {
     let v2_cluster = view.cluster_version.is_some_and(|v| v.major < 3);
     for m in &view.member_list {
         if m.is_learner || m.name.is_empty() {
+            let hint = if v2_cluster {
+                " Adding a v3 node to a v2.3 cluster during upgrades is not supported and could trigger panics (etcd issue 7249)."
+            } else {
+                ""
+            };
             view.problems.push(format!(
                 "member {:x} ({}) is {}: a membership change is in progress; finish it before upgrading \
-                 (etcd: no membership changes during an upgrade)",
+                 (etcd: no membership changes during an upgrade).{hint}",
                 m.id,
                 m.peer_urls.join(","),
                 if m.is_learner { "a learner" } else { "added but not started" }

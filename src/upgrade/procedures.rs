@@ -25,7 +25,7 @@ fn limits(opts: &RollOptions) -> SurveyLimits {
     }
 }
 
-fn finish(emit: &Emitter, code: i32, message: String) -> i32 {
+pub(super) fn finish(emit: &Emitter, code: i32, message: String) -> i32 {
     emit(Event::RunFinished {
         ok: code == exit::OK,
         exit_code: code,
@@ -36,7 +36,7 @@ fn finish(emit: &Emitter, code: i32, message: String) -> i32 {
 
 /// Take the run lock on every member (after `--break-lock` removed stale ones).
 /// Returns the exit code to stop with when the lock cannot be had.
-async fn take_lock(
+pub(super) async fn take_lock(
     links: &[HostLink],
     lock: &LockRequest,
     opts: &RollOptions,
@@ -156,7 +156,12 @@ fn plan(view: &ClusterView, todo: &[usize], target: &Target, links: &[HostLink])
         ));
     }
     steps.push(format!(
-        "stage etcd {} ({} bytes, sha256 {}) as etcd.new on {}",
+        "{} etcd {} ({} bytes, sha256 {}) as etcd.new on {}",
+        if target.stage == super::roll::Stage::Prestaged {
+            "put in place the staged"
+        } else {
+            "stage"
+        },
         target.version,
         target.etcd.len(),
         &target.etcd.sha256[..12.min(target.etcd.sha256.len())],
@@ -303,8 +308,17 @@ pub struct UpgradeRequest<'a> {
     pub inventory: String,
 }
 
-/// `upgrade`: pre-flight, stage, roll, finish.
+/// `upgrade`: to one binary, or along a path of several (see `path.rs`).
 pub async fn upgrade(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
+    if req.target.then.is_empty() {
+        upgrade_one(req, emit).await
+    } else {
+        super::path::upgrade_path(req, emit).await
+    }
+}
+
+/// One rolling upgrade to one binary: pre-flight, stage, roll, finish.
+pub(super) async fn upgrade_one(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
     let UpgradeRequest {
         links,
         target,
@@ -487,7 +501,8 @@ pub async fn upgrade(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
         RollEnd::Completed => match roll.wait_cluster_version().await {
             Ok(cv) => {
                 roll.emit_cluster().await;
-                match roll.endpoint_health().await {
+                let cluster = Version::parse(&cv).unwrap_or(target.version.minor_floor());
+                match roll.endpoint_health(cluster).await {
                     Ok(()) => (exit::OK, format!("upgraded to {}: cluster version {cv}, every member healthy", target.version)),
                     Err(e) => (exit::FAILED, format!("every member runs {} but {e}", target.version)),
                 }
@@ -576,14 +591,7 @@ pub async fn rollback(
             .filter_map(|i| view.members[i].facts.as_ref()?.binary_version.as_deref())
             .find_map(Version::parse)
             .unwrap_or(Version::new(0, 0, 0));
-        let target = Target {
-            version: in_place,
-            etcd: crate::ssh::Payload {
-                bytes: Default::default(),
-                sha256: String::new(),
-            },
-            etcdctl: None,
-        };
+        let target = Target::in_place(in_place);
         if let Err(code) = recover_left_stopped(
             links, &mut view, &target, None, opts, emit, &interrupt, started,
         )
@@ -592,21 +600,39 @@ pub async fn rollback(
             return code;
         }
     }
-    // Which members run something other than their saved old binary?
-    let mut todo = Vec::new();
-    let mut old_version = None;
+    // Which members run something other than their saved old binary? Only an
+    // etcd.old the cluster version still allows counts: after a completed hop of
+    // a path (2.3 → 3.0, then 3.0 → 3.1 interrupted), the members not yet on 3.1
+    // still keep 2.3 as etcd.old, and that hop can no longer be undone.
+    let mut candidates = Vec::new();
     for (i, m) in view.members.iter().enumerate() {
         let facts = m.facts.clone().unwrap_or_default();
         let old = facts.old_binary_version.as_deref().and_then(Version::parse);
-        match (old, m.running) {
-            (Some(o), Some(r)) if o != r => {
-                todo.push((i, o, r));
-                old_version = Some(old_version.map_or(o, |v: Version| v.min(o)));
+        if let (Some(o), Some(r)) = (old, m.running) {
+            if o != r {
+                candidates.push((i, o, r));
             }
-            _ => {}
         }
     }
-    let Some(old_version) = old_version else {
+    let allowed = |old: &Version| {
+        view.cluster_version
+            .is_none_or(|cv| old.minor_floor() >= cv.minor_floor())
+    };
+    let mut todo: Vec<(usize, Version, Version)> = candidates
+        .iter()
+        .filter(|(_, o, _)| allowed(o))
+        .cloned()
+        .collect();
+    if todo.is_empty() {
+        // Nothing the cluster version allows: say why, with the newest old one.
+        todo = candidates
+            .iter()
+            .max_by_key(|(_, o, _)| *o)
+            .cloned()
+            .into_iter()
+            .collect();
+    }
+    let Some(old_version) = todo.iter().map(|(_, o, _)| *o).min() else {
         return finish(
             emit,
             exit::OK,
@@ -626,6 +652,32 @@ pub async fn rollback(
                 ),
             );
         }
+    }
+    // 3.x → 2.x: seen in the lab with these builds, and reported for the official
+    // ones (kubernetes#32253): etcd 2.3 cannot read the write-ahead log etcd 3.0
+    // has written (it panics in wal.decode), and a data dir from before 3.0 is
+    // behind the leader's record of the member (raft panics "tocommit out of
+    // range"). So although the upgrade guide allows it while mixed, swapping the
+    // binary back would leave the member down: refuse, changing nothing.
+    let to_2x: Vec<String> = todo
+        .iter()
+        .filter(|(_, old, new)| old.major < 3 && new.major >= 3)
+        .map(|(i, old, new)| format!("{} ({new} → {old})", view.members[*i].host))
+        .collect();
+    if !to_2x.is_empty() {
+        return finish(
+            emit,
+            exit::REFUSED,
+            format!(
+                "REFUSED, nothing was changed: {} ran etcd 3.x, whose write-ahead log etcd 2.x cannot read \
+                 (2.3 panics in wal.decode; kubernetes#32253), so swapping the binary back would leave it down, \
+                 although the upgrade guide allows a rollback while the cluster version is still 2.3. \
+                 The cluster is serving, mixed: finish the upgrade (run `upgrade` again), or, to return to 2.3, \
+                 restore the cluster from the v2 backups (`etcdctl backup`, in each member's backup dir) with \
+                 etcd 2.3's --force-new-cluster.",
+                to_2x.join(", ")
+            ),
+        );
     }
     let records: Records = Arc::new(Mutex::new(
         view.members
@@ -691,14 +743,7 @@ pub async fn rollback(
         let mut roll = Roll {
             links,
             view: &mut view,
-            target: &Target {
-                version: old,
-                etcd: crate::ssh::Payload {
-                    bytes: Default::default(),
-                    sha256: String::new(),
-                },
-                etcdctl: None,
-            },
+            target: &Target::in_place(old),
             opts,
             emit,
             interrupt: &interrupt,

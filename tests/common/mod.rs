@@ -9,12 +9,67 @@ pub use etcdroll::lab::{Lab, LabHost, LabSpec};
 use serde_json::Value;
 
 /// Start a lab, or print why not and return None (the test then passes as skipped).
+/// Under `scripts/test` (ETCDROLL_REQUIRE_LAB=1) a missing lab fails the test
+/// instead: a test that could not run must not pass.
 pub fn lab(spec: LabSpec) -> Option<Lab> {
     if let Err(why) = Lab::available() {
+        if std::env::var_os("ETCDROLL_REQUIRE_LAB").is_some() {
+            panic!("the lab is required (ETCDROLL_REQUIRE_LAB is set) but unavailable: {why}");
+        }
         eprintln!("\n!!!!! LAB TEST SKIPPED: {why}. Run scripts/test as root to run it. !!!!!\n");
         return None;
     }
     Some(Lab::start(&spec).expect("lab starts"))
+}
+
+/// A binary of an old etcd (2.3–3.3, from ../shared/etcd-builds via
+/// scripts/prepare), or None with a loud message where that folder was missing.
+pub fn old_etcd(version: &str, name: &str) -> Option<String> {
+    match Lab::etcd_binaries(version) {
+        Ok(_) => Some(etcd_bin(version, name)),
+        Err(e) => {
+            if std::env::var_os("ETCDROLL_REQUIRE_LAB").is_some()
+                && std::path::Path::new(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../shared/etcd-builds"
+                ))
+                .is_dir()
+            {
+                panic!("etcd {version} should have been installed from ../shared/etcd-builds: {e}");
+            }
+            eprintln!(
+                "\n!!!!! SKIPPED: etcd {version} is not installed ({e}). It comes from ../shared/etcd-builds \
+                 (see README, Versions) !!!!!\n"
+            );
+            None
+        }
+    }
+}
+
+/// A lab of an old etcd, or None (loudly) where its binaries are missing.
+pub fn old_lab(version: &str, spec: LabSpec) -> Option<Lab> {
+    old_etcd(version, "etcd")?;
+    lab(LabSpec {
+        version: version.into(),
+        ..spec
+    })
+}
+
+/// The newest etcd 3.5 of Debian sid, as scripts/prepare found it.
+pub fn newest_debian_35() -> String {
+    debian_version("sid")
+}
+
+/// The etcd of a Debian suite, as scripts/prepare found it (target/etcd/SUITE-version).
+pub fn debian_version(suite: &str) -> String {
+    let p = format!(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/etcd/{}-version"),
+        suite
+    );
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{p}: {e}: run scripts/prepare"))
+        .trim()
+        .to_string()
 }
 
 pub fn lab_default() -> Option<Lab> {
