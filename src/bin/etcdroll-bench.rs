@@ -2,7 +2,7 @@
 //! side by side in one run, interleaved, and printed as ratios to the floor or the
 //! peer, because this machine is shared and absolute times drift:
 //!
-//! - upgrade: the same 3-member 3.4.23 -> 3.5.1 procedure run three ways on fresh
+//! - upgrade: the same 3-member 3.4.23 -> newest Debian 3.5 procedure run three ways on fresh
 //!   labs: the floor (the steps run directly inside each namespace, no SSH),
 //!   etcdroll, and a hand-written OpenSSH script with ControlMaster
 //!   (scripts/bench-openssh-peer.sh). A poller in the root namespace asks every
@@ -445,7 +445,8 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let (new_etcd, _, _) = Lab::etcd_binaries("3.5.1")?;
+    let newest = Lab::newest_debian_35()?;
+    let (new_etcd, _, _) = Lab::etcd_binaries(&newest)?;
     let scratch = tempdir()?;
     let mut results = serde_json::Map::new();
 
@@ -478,7 +479,7 @@ fn main() -> Result<()> {
     }
     let wall: Vec<f64> = walls.iter().map(|w| median(w.clone())).collect();
     let down: Vec<f64> = downs.iter().map(|d| median(d.clone())).collect();
-    println!("\nUpgrade 3 members 3.4.23 -> 3.5.1 (median of {runs} interleaved runs)");
+    println!("\nUpgrade 3 members 3.4.23 -> {newest} (median of {runs} interleaved runs)");
     println!(
         "{:<28} {:>10} {:>12} {:>16}",
         "", "wall", "× floor", "down/member"

@@ -302,9 +302,9 @@ pub fn swap_back(binary: &str) -> RemoteCommand {
     RemoteCommand::script(&script)
 }
 
-/// Remove a staged binary (and upload leftovers) that will not be used.
-pub fn unstage(binary: &str) -> RemoteCommand {
-    RemoteCommand::new("rm").arg("-f").arg(staged_path(binary))
+/// Remove a staged binary that will not be used (`staged`: its staged name).
+pub fn unstage(staged: &str) -> RemoteCommand {
+    RemoteCommand::new("rm").arg("-f").arg(staged)
 }
 
 /// The online v3 backup, taken while the member runs: `etcdctl snapshot save`.

@@ -197,6 +197,18 @@ impl Lab {
         }
     }
 
+    /// The newest etcd 3.5 of Debian sid, as scripts/prepare found it (its
+    /// version is read from the binary there, never assumed).
+    pub fn newest_debian_35() -> Result<String> {
+        let cache = std::env::var_os("ETCDROLL_ETCD_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/etcd")));
+        let p = cache.join("sid-version");
+        let v = std::fs::read_to_string(&p)
+            .with_context(|| format!("{}: run scripts/prepare", p.display()))?;
+        Ok(v.trim().to_string())
+    }
+
     /// etcd, etcdctl and (3.5+) etcdutl of a version.
     pub fn etcd_binaries(version: &str) -> Result<(PathBuf, PathBuf, Option<PathBuf>)> {
         if version == "3.4.23" {
