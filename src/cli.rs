@@ -337,12 +337,12 @@ impl Common {
 
     fn reach(&self) -> Result<ReachOptions, String> {
         let become_password = if self.ask_become_pass {
-            Some(Secret(
+            Some(Secret::new(
                 rpassword::prompt_password("BECOME password: ")
                     .map_err(|e| format!("cannot read the password: {e}"))?,
             ))
         } else {
-            crate::secret_env::get(crate::secret_env::BECOME_PASS).map(Secret)
+            crate::secret_env::get(crate::secret_env::BECOME_PASS).map(Secret::new)
         };
         Ok(ReachOptions {
             become_password,

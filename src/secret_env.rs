@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 pub const BECOME_PASS: &str = "ETCDROLL_BECOME_PASS";
 pub const KEY_PASSPHRASE: &str = "ETCDROLL_KEY_PASSPHRASE";
 
-static TAKEN: OnceLock<HashMap<&'static str, String>> = OnceLock::new();
+static TAKEN: OnceLock<HashMap<&'static str, zeroize::Zeroizing<String>>> = OnceLock::new();
 
 /// Move the secrets out of the environment. Call first thing in `main`, before any
 /// thread exists (changing the environment is only sound then).
@@ -17,7 +17,10 @@ pub fn take_from_environment() {
     let mut taken = HashMap::new();
     for name in [BECOME_PASS, KEY_PASSPHRASE] {
         if let Some(v) = std::env::var_os(name) {
-            taken.insert(name, v.to_string_lossy().into_owned());
+            taken.insert(
+                name,
+                zeroize::Zeroizing::new(v.to_string_lossy().into_owned()),
+            );
             std::env::remove_var(name);
         }
     }
@@ -28,7 +31,7 @@ pub fn take_from_environment() {
 /// library used by tests), the environment itself is read.
 pub fn get(name: &str) -> Option<String> {
     match TAKEN.get() {
-        Some(taken) => taken.get(name).cloned(),
+        Some(taken) => taken.get(name).map(|v| v.to_string()),
         None => std::env::var(name).ok(),
     }
 }

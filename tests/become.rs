@@ -181,6 +181,13 @@ fn a_sudo_password_is_used_and_never_shown() {
         assert_eq!(out.status.code(), Some(0), "{t}");
         assert!(!t.contains(password), "the password leaked:\n{t}");
     }
+    // Nor in the local journal of the runs.
+    let journal = std::fs::read_to_string(s.path(".local/state/etcdroll/journal.jsonl")).unwrap();
+    assert!(journal.contains("run_finished"), "the journal was written");
+    assert!(
+        !journal.contains(password),
+        "the password is in the journal"
+    );
     // A wrong password fails cleanly, and is not shown either.
     let mut cmd = etcdroll_cmd(
         s.dir.path(),

@@ -236,3 +236,116 @@ fn local_children_never_inherit_the_secrets() {
         "{t}"
     );
 }
+
+/// The same known_hosts cases against the same sshd, once with OpenSSH's own
+/// `ssh -o StrictHostKeyChecking=…` and once with etcdroll: the same verdict.
+#[test]
+fn known_hosts_verdicts_match_openssh() {
+    let Some(lab) = lab(LabSpec {
+        members: 0,
+        plain_hosts: 1,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let host = &lab.plain_hosts[0];
+    let s = Scratch::new();
+    let port = 2222;
+    let dir = start_sshd(&lab, host, port, &["ed25519"]);
+    let key = std::fs::read_to_string(dir.join("ssh_host_ed25519_key.pub"))
+        .unwrap()
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let other = fresh_public_key(s.dir.path(), "other", "ed25519");
+    let addr = host.addr.to_string();
+    let hashed = {
+        let f = s.path("to-hash");
+        std::fs::write(&f, format!("[{addr}]:{port} {key}\n")).unwrap();
+        assert!(Command::new("ssh-keygen")
+            .arg("-q")
+            .arg("-H")
+            .arg("-f")
+            .arg(&f)
+            .status()
+            .unwrap()
+            .success());
+        std::fs::read_to_string(&f).unwrap()
+    };
+    let cases: Vec<(&str, String, &str, bool)> = vec![
+        (
+            "[host]:port",
+            format!("[{addr}]:{port} {key}\n"),
+            "yes",
+            true,
+        ),
+        ("port-less", format!("{addr} {key}\n"), "yes", true),
+        (
+            "port-less wildcard",
+            "198.18.*.* KEY\n".replace("KEY", &key),
+            "yes",
+            true,
+        ),
+        (
+            "negated port, then *",
+            format!("![{addr}]:{port},* {key}\n"),
+            "yes",
+            true,
+        ),
+        ("hashed", hashed, "yes", true),
+        (
+            "changed",
+            format!("[{addr}]:{port} {other}\n"),
+            "accept-new",
+            false,
+        ),
+        (
+            "revoked",
+            format!("@revoked [{addr}]:{port} {key}\n[{addr}]:{port} {key}\n"),
+            "yes",
+            false,
+        ),
+        ("unknown", String::new(), "yes", false),
+        ("unknown, accept-new", String::new(), "accept-new", true),
+    ];
+    for (name, content, policy, expected) in cases {
+        let ours = s.path(&format!(
+            "kh-ours-{}",
+            name.replace([' ', ',', '[', ']'], "_")
+        ));
+        let theirs = s.path(&format!(
+            "kh-openssh-{}",
+            name.replace([' ', ',', '[', ']'], "_")
+        ));
+        std::fs::write(&ours, &content).unwrap();
+        std::fs::write(&theirs, &content).unwrap();
+        let openssh = openssh_logs_in(&lab, &addr, port, &theirs, policy);
+        assert_eq!(openssh, expected, "{name}: OpenSSH is the reference");
+        let inv = s.path("inv.yml");
+        std::fs::write(
+            &inv,
+            format!(
+                "all:\n  children:\n    etcd:\n      hosts:\n        h:\n          ansible_host: \"{addr}\"\n          \
+                 ansible_port: {port}\n          ansible_user: root\n          ansible_ssh_private_key_file: {}\n          \
+                 etcdroll_known_hosts: {}\n",
+                lab.client_key.display(),
+                ours.display()
+            ),
+        )
+        .unwrap();
+        let mut args = vec!["exec", "-i", inv.to_str().unwrap(), "--output", "plain"];
+        if policy == "accept-new" {
+            args.push("--accept-new-host-keys");
+        }
+        args.extend_from_slice(&["--", "true"]);
+        let out = etcdroll(s.dir.path(), &args);
+        let ok = out.status.code() == Some(0);
+        assert_eq!(
+            ok,
+            expected,
+            "{name}: etcdroll differs from OpenSSH: {}",
+            text(&out)
+        );
+    }
+}

@@ -16,9 +16,21 @@ pub struct Inventory {
     pub hosts: Vec<Host>,
 }
 
-/// A secret that never shows in Debug output or logs.
+/// A secret that never shows in Debug output or logs. Shared, not copied, by
+/// every host that uses it, and wiped from memory when the last user drops it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
+pub struct Secret(std::sync::Arc<zeroize::Zeroizing<String>>);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(std::sync::Arc::new(zeroize::Zeroizing::new(value)))
+    }
+
+    /// The secret itself, for the one place that hands it over (sudo's stdin).
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -655,7 +667,7 @@ fn build_host(
             "ansible_become" => h.become_ = bool_of(v)?,
             "ansible_become_user" => h.become_user = s()?,
             "ansible_become_pass" | "ansible_become_password" => {
-                h.become_password = s()?.map(Secret)
+                h.become_password = s()?.map(Secret::new)
             }
             "ansible_ssh_common_args" | "ansible_ssh_extra_args" => {
                 common_args = Some(format!(

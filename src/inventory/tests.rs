@@ -233,7 +233,10 @@ fn secrets_do_not_show_in_debug() {
     let inv = parse("[etcd]\nm0 ansible_become_pass=hunter2\n", "i.ini").unwrap();
     let dbg = format!("{:?}", inv.hosts);
     assert!(!dbg.contains("hunter2"), "{dbg}");
-    assert_eq!(inv.hosts[0].become_password, Some(Secret("hunter2".into())));
+    assert_eq!(
+        inv.hosts[0].become_password,
+        Some(Secret::new("hunter2".into()))
+    );
 }
 
 #[test]

@@ -160,8 +160,25 @@ impl KnownHosts {
     }
 
     /// The verdict on `key` offered by `host:port`.
+    /// The plain (not `@`-marked) entries for this host: those naming
+    /// `[host]:port`, or, off port 22 when none does, those naming the host
+    /// without its port, as OpenSSH does ("found matching key w/out port").
+    fn entries_for(&self, host: &str, port: u16) -> Vec<&Entry> {
+        let plain = |name: &str| -> Vec<&Entry> {
+            self.entries
+                .iter()
+                .filter(|e| e.marker == Marker::None && hosts_match(&e.hosts, name))
+                .collect()
+        };
+        let with_port = plain(&lookup_name(host, port));
+        if with_port.is_empty() && port != 22 {
+            plain(host)
+        } else {
+            with_port
+        }
+    }
+
     pub fn check(&self, host: &str, port: u16, algorithm: &str, key_b64: &str) -> HostKeyStatus {
-        let name = lookup_name(host, port);
         let wanted_type = key_type(algorithm);
         // A revoked key is refused whoever presents it.
         if let Some(e) = self
@@ -174,11 +191,7 @@ impl KnownHosts {
                 line: e.line,
             };
         }
-        let matching: Vec<&Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.marker == Marker::None && hosts_match(&e.hosts, &name))
-            .collect();
+        let matching = self.entries_for(host, port);
         if let Some(e) = matching
             .iter()
             .find(|e| key_type(&e.algorithm) == wanted_type && e.key == key_b64)
@@ -217,7 +230,6 @@ impl KnownHosts {
 
     /// Key types recorded (and not revoked) for this host, in file order.
     pub fn known_algorithms(&self, host: &str, port: u16) -> Vec<String> {
-        let name = lookup_name(host, port);
         let revoked: Vec<&str> = self
             .entries
             .iter()
@@ -225,10 +237,9 @@ impl KnownHosts {
             .map(|e| e.key.as_str())
             .collect();
         dedup(
-            self.entries
-                .iter()
-                .filter(|e| e.marker == Marker::None && !revoked.contains(&e.key.as_str()))
-                .filter(|e| hosts_match(&e.hosts, &name))
+            self.entries_for(host, port)
+                .into_iter()
+                .filter(|e| !revoked.contains(&e.key.as_str()))
                 .map(|e| e.algorithm.clone()),
         )
     }
@@ -294,7 +305,9 @@ fn hashed_match(entry: &str, name: &str) -> bool {
     let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(&salt) else {
         return false;
     };
-    mac.update(name.as_bytes());
+    // OpenSSH's client lowercases the host name before it looks it up, hashed
+    // entries included (ssh-keygen -F does not, which is why it differs there).
+    mac.update(name.to_ascii_lowercase().as_bytes());
     mac.verify_slice(&hash).is_ok()
 }
 
@@ -541,6 +554,65 @@ mod tests {
             HostKeyStatus::Known { .. }
         ));
         assert_eq!(kh.known_algorithms("h3", 22), vec![a3]);
+    }
+
+    /// OpenSSH's rules where etcdroll used to differ: off port 22, an entry
+    /// without the port serves when none names `[host]:port` (so do patterns
+    /// and a negation of the ported name); hashed names match whatever the case
+    /// of the name used.
+    #[test]
+    fn portless_fallback_and_case_as_openssh() {
+        if !have_ssh_keygen() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (a, k) = keygen(dir.path(), "k", "ed25519");
+        for line in [
+            format!("127.0.0.1 {a} {k}"),
+            format!("127.0.0.* {a} {k}"),
+            format!("![127.0.0.1]:2222,* {a} {k}"),
+        ] {
+            let kh = KnownHosts::parse(&line, Path::new("kh"));
+            assert!(
+                matches!(
+                    kh.check("127.0.0.1", 2222, &a, &k),
+                    HostKeyStatus::Known { .. }
+                ),
+                "{line}"
+            );
+            assert_eq!(
+                kh.known_algorithms("127.0.0.1", 2222),
+                vec![a.clone()],
+                "{line}"
+            );
+        }
+        // A ported entry, when there is one, is the one that counts.
+        let (_, other) = keygen(dir.path(), "o", "ed25519");
+        let kh = KnownHosts::parse(
+            &format!("127.0.0.1 {a} {k}\n[127.0.0.1]:2222 {a} {other}\n"),
+            Path::new("kh"),
+        );
+        assert!(matches!(
+            kh.check("127.0.0.1", 2222, &a, &k),
+            HostKeyStatus::Changed { line: 2, .. }
+        ));
+        // Hashed: written for "localhost", looked up as "LOCALHOST".
+        let kh_file = dir.path().join("hashed");
+        std::fs::write(&kh_file, format!("localhost {a} {k}\n")).unwrap();
+        assert!(Command::new("ssh-keygen")
+            .arg("-q")
+            .arg("-H")
+            .arg("-f")
+            .arg(&kh_file)
+            .output()
+            .unwrap()
+            .status
+            .success());
+        let kh = KnownHosts::load(&[kh_file]).unwrap();
+        assert!(matches!(
+            kh.check("LOCALHOST", 22, &a, &k),
+            HostKeyStatus::Known { .. }
+        ));
     }
 
     #[test]

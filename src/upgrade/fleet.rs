@@ -118,7 +118,7 @@ impl HostLink {
         let (flags, input): (&[&str], _) = match &self.become_password {
             Some(p) => (
                 &["-S", "-k", "-p", ""],
-                Some(format!("{}\n", p.0).into_bytes()),
+                Some(format!("{}\n", p.expose()).into_bytes()),
             ),
             None => (&["-n"], None),
         };
