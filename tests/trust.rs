@@ -12,6 +12,18 @@ use common::*;
 /// A second sshd in a plain lab host's namespace, on `port`, offering only the
 /// host keys named (an impostor that has not got the real host's other keys).
 fn start_sshd(lab: &Lab, host: &LabHost, port: u16, key_types: &[&str]) -> std::path::PathBuf {
+    start_sshd_with(lab, host, port, key_types, |_| String::new())
+}
+
+/// The same, with more sshd_config lines made once the host keys exist (a host
+/// certificate, a trusted user CA).
+fn start_sshd_with(
+    lab: &Lab,
+    host: &LabHost,
+    port: u16,
+    key_types: &[&str],
+    extra: impl FnOnce(&Path) -> String,
+) -> std::path::PathBuf {
     let dir = host.dir.join(format!("sshd-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut config = format!(
@@ -32,6 +44,7 @@ fn start_sshd(lab: &Lab, host: &LabHost, port: u16, key_types: &[&str]) -> std::
         assert!(st.success());
         config.push_str(&format!("HostKey {}\n", key.display()));
     }
+    config.push_str(&extra(&dir));
     std::fs::write(dir.join("sshd_config"), config).unwrap();
     let st = Command::new("ip")
         .args(["netns", "exec", &host.netns, "/usr/sbin/sshd", "-f"])
@@ -348,4 +361,300 @@ fn known_hosts_verdicts_match_openssh() {
             text(&out)
         );
     }
+}
+
+fn keygen(dir: &Path, name: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    assert!(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&p)
+        .status()
+        .unwrap()
+        .success());
+    p
+}
+
+/// `ssh-keygen -s CA -I id [-h] -n PRINCIPALS -V VALIDITY KEY.pub`: KEY-cert.pub.
+fn sign(ca: &Path, key_pub: &Path, host_cert: bool, principals: &str, validity: &str) {
+    let mut c = Command::new("ssh-keygen");
+    c.arg("-q").arg("-s").arg(ca).args(["-I", "etcdroll-test"]);
+    if host_cert {
+        c.arg("-h");
+    }
+    c.args(["-n", principals, "-V", validity]).arg(key_pub);
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pubkey_line(p: &Path) -> String {
+    std::fs::read_to_string(p.with_extension("pub"))
+        .unwrap()
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Host certificates: an sshd presenting a certificate signed by a host CA, and
+/// known_hosts trusting that CA with `@cert-authority`. OpenSSH and etcdroll
+/// agree on every case: a valid certificate, the wrong principal, an expired
+/// one, a revoked CA, and a CA that is not the trusted one; and nothing is ever
+/// recorded, with --accept-new-host-keys too.
+#[test]
+fn host_certificates_are_checked_as_openssh_does() {
+    let Some(lab) = lab(LabSpec {
+        members: 0,
+        plain_hosts: 1,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let host = &lab.plain_hosts[0];
+    let s = Scratch::new();
+    let addr = host.addr.to_string();
+    let ca = keygen(s.dir.path(), "host-ca");
+    let other_ca = keygen(s.dir.path(), "other-ca");
+    let cases: Vec<(&str, u16, &str, &str, &Path, String, bool)> = vec![
+        // name, port, principals, validity, signing CA, extra known_hosts lines, accepted
+        ("valid", 2301, &addr, "-1h:+1h", &ca, String::new(), true),
+        (
+            "wrong principal",
+            2302,
+            "elsewhere.example",
+            "-1h:+1h",
+            &ca,
+            String::new(),
+            false,
+        ),
+        ("expired", 2303, &addr, "-2d:-1d", &ca, String::new(), false),
+        (
+            "revoked CA",
+            2304,
+            &addr,
+            "-1h:+1h",
+            &ca,
+            format!("@revoked * {}\n", pubkey_line(&ca)),
+            false,
+        ),
+        (
+            "untrusted CA",
+            2305,
+            &addr,
+            "-1h:+1h",
+            &other_ca,
+            String::new(),
+            false,
+        ),
+    ];
+    for (name, port, principals, validity, signer, extra, expected) in cases {
+        let signer = signer.to_path_buf();
+        let principals = principals.to_string();
+        let validity = validity.to_string();
+        start_sshd_with(&lab, host, port, &["ed25519"], move |dir| {
+            let key = dir.join("ssh_host_ed25519_key.pub");
+            sign(&signer, &key, true, &principals, &validity);
+            format!(
+                "HostCertificate {}\n",
+                dir.join("ssh_host_ed25519_key-cert.pub").display()
+            )
+        });
+        let kh_text = format!("@cert-authority 198.18.* {}\n{extra}", pubkey_line(&ca));
+        let (ours, theirs) = (
+            s.path(&format!("kh-ours-{port}")),
+            s.path(&format!("kh-theirs-{port}")),
+        );
+        std::fs::write(&ours, &kh_text).unwrap();
+        std::fs::write(&theirs, &kh_text).unwrap();
+        assert_eq!(
+            openssh_logs_in(&lab, &addr, port, &theirs, "yes"),
+            expected,
+            "{name}: OpenSSH is the reference"
+        );
+        let inv = s.path(&format!("inv-{port}.yml"));
+        std::fs::write(
+            &inv,
+            format!(
+                "all:\n  children:\n    etcd:\n      hosts:\n        h:\n          ansible_host: \"{addr}\"\n          \
+                 ansible_port: {port}\n          ansible_user: root\n          ansible_ssh_private_key_file: {}\n          \
+                 etcdroll_known_hosts: {}\n",
+                lab.client_key.display(),
+                ours.display()
+            ),
+        )
+        .unwrap();
+        for accept_new in [false, true] {
+            let mut args = vec!["exec", "-i", inv.to_str().unwrap(), "--output", "plain"];
+            if accept_new {
+                args.push("--accept-new-host-keys");
+            }
+            args.extend_from_slice(&["--", "true"]);
+            let out = etcdroll(s.dir.path(), &args);
+            let t = text(&out);
+            assert_eq!(
+                out.status.code() == Some(0),
+                expected,
+                "{name} (accept-new {accept_new}): {t}"
+            );
+            if !expected {
+                assert_eq!(out.status.code(), Some(4), "{name}: {t}");
+                assert!(
+                    t.contains("certificate"),
+                    "{name}: the reason names the certificate: {t}"
+                );
+            }
+            assert_eq!(
+                std::fs::read_to_string(&ours).unwrap(),
+                kh_text,
+                "{name}: nothing recorded"
+            );
+        }
+    }
+}
+
+/// User certificates: a key that is not in authorized_keys logs in with a
+/// certificate from a user CA the sshd trusts (`KEY-cert.pub` beside the key,
+/// as OpenSSH finds it), and not without it.
+#[test]
+fn a_user_certificate_beside_the_key_logs_in() {
+    let Some(lab) = lab(LabSpec {
+        members: 0,
+        plain_hosts: 1,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let host = &lab.plain_hosts[0];
+    let s = Scratch::new();
+    let addr = host.addr.to_string();
+    let user_ca = keygen(s.dir.path(), "user-ca");
+    let port = 2310;
+    let ca_pub = user_ca.with_extension("pub");
+    let dir = start_sshd_with(&lab, host, port, &["ed25519"], move |_| {
+        format!("TrustedUserCAKeys {}\n", ca_pub.display())
+    });
+    let kh = s.path("known_hosts");
+    std::fs::write(
+        &kh,
+        format!(
+            "[{addr}]:{port} {}\n",
+            pubkey_line(&dir.join("ssh_host_ed25519_key"))
+        ),
+    )
+    .unwrap();
+    let key = keygen(s.dir.path(), "operator");
+    let inv = s.path("inv.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            "all:\n  children:\n    etcd:\n      hosts:\n        h:\n          ansible_host: \"{addr}\"\n          \
+             ansible_port: {port}\n          ansible_user: root\n          ansible_ssh_private_key_file: {}\n          \
+             etcdroll_known_hosts: {}\n",
+            key.display(),
+            kh.display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        etcdroll(
+            s.dir.path(),
+            &[
+                "exec",
+                "-i",
+                inv.to_str().unwrap(),
+                "--output",
+                "plain",
+                "--",
+                "id -un",
+            ],
+        )
+    };
+    let out = run();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "no certificate, not authorized: {}",
+        text(&out)
+    );
+    sign(
+        &user_ca,
+        &key.with_extension("pub"),
+        false,
+        "root",
+        "-1h:+1h",
+    );
+    assert!(s.path("operator-cert.pub").exists());
+    let out = run();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("root"), "{t}");
+
+    // The same certificate held in ssh-agent (ssh-add loads KEY-cert.pub with
+    // the key), with no key file in the inventory.
+    let sock = s.path("agent.sock");
+    let agent = Command::new("ssh-agent")
+        .arg("-a")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    assert!(agent.status.success());
+    let pid: String = String::from_utf8_lossy(&agent.stdout)
+        .split("SSH_AGENT_PID=")
+        .nth(1)
+        .unwrap_or("")
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let add = Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let listed = Command::new("ssh-add")
+        .arg("-l")
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let inv_text = std::fs::read_to_string(&inv).unwrap();
+    let no_key: String = inv_text
+        .lines()
+        .filter(|l| !l.contains("ansible_ssh_private_key_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let inv_agent = s.path("inv-agent.yml");
+    std::fs::write(&inv_agent, no_key).unwrap();
+    let mut c = etcdroll_cmd(
+        s.dir.path(),
+        &[
+            "exec",
+            "-i",
+            inv_agent.to_str().unwrap(),
+            "--output",
+            "plain",
+            "--",
+            "id -un",
+        ],
+    );
+    c.env("SSH_AUTH_SOCK", &sock);
+    let out = c.output().unwrap();
+    let _ = Command::new("kill").arg(&pid).status();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("CERT"),
+        "the agent holds the certificate: {}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "agent certificate: {}",
+        text(&out)
+    );
 }

@@ -91,6 +91,15 @@ impl std::fmt::Display for RecordedKey {
     }
 }
 
+/// A certificate authority an `@cert-authority` line trusts for a host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedCa {
+    /// The CA's public key, base64 as in the file.
+    pub key: String,
+    pub file: PathBuf,
+    pub line: usize,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct KnownHosts {
     entries: Vec<Entry>,
@@ -242,6 +251,36 @@ impl KnownHosts {
                 .filter(|e| !revoked.contains(&e.key.as_str()))
                 .map(|e| e.algorithm.clone()),
         )
+    }
+
+    /// The `@cert-authority` keys trusted for this host (with OpenSSH's port-less
+    /// fallback).
+    pub fn cert_authorities(&self, host: &str, port: u16) -> Vec<TrustedCa> {
+        let cas = |name: &str| -> Vec<TrustedCa> {
+            self.entries
+                .iter()
+                .filter(|e| e.marker == Marker::CertAuthority && hosts_match(&e.hosts, name))
+                .map(|e| TrustedCa {
+                    key: e.key.clone(),
+                    file: e.file.clone(),
+                    line: e.line,
+                })
+                .collect()
+        };
+        let with_port = cas(&lookup_name(host, port));
+        if with_port.is_empty() && port != 22 {
+            cas(host)
+        } else {
+            with_port
+        }
+    }
+
+    /// Where an `@revoked` line lists this key, if one does.
+    pub fn revoked(&self, key_b64: &str) -> Option<(PathBuf, usize)> {
+        self.entries
+            .iter()
+            .find(|e| e.marker == Marker::Revoked && e.key == key_b64)
+            .map(|e| (e.file.clone(), e.line))
     }
 
     /// True when any entry names this host (what `ssh-keygen -F` answers).
@@ -399,6 +438,53 @@ pub fn default_paths() -> Vec<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    /// Mangled known_hosts files (fields cut, markers, wildcards, hashes, junk)
+    /// never make the parser or the matcher panic.
+    #[test]
+    fn mangled_files_never_panic() {
+        let words = [
+            "@revoked",
+            "@cert-authority",
+            "*",
+            "!",
+            "[",
+            "]:",
+            "2222",
+            "|1|",
+            "|1|abc|def",
+            "ssh-ed25519",
+            "AAAA",
+            "ecdsa-sha2-nistp256",
+            ",",
+            " ",
+            "\n",
+            "#",
+            "?",
+            "h*st",
+            "\u{0}",
+        ];
+        let mut seed: u64 = 0x2545f4914f6cdd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..(next() % 20) {
+                text.push_str(words[(next() % words.len() as u64) as usize]);
+            }
+            let kh = KnownHosts::parse(&text, Path::new("fuzz"));
+            for (h, p) in [("host", 22), ("h1st", 2222), ("[x]", 1), ("", 0)] {
+                let _ = kh.check(h, p, "ssh-ed25519", "AAAA");
+                let _ = kh.known_algorithms(h, p);
+                let _ = kh.cert_authorities(h, p);
+                let _ = kh.has_host(h, p);
+            }
+        }
+    }
+
     use super::*;
     use std::process::Command;
 

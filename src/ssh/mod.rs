@@ -6,6 +6,8 @@ pub mod command;
 pub mod config;
 pub mod known_hosts;
 mod shell;
+#[doc(hidden)]
+pub use shell::parse_framed;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -317,6 +319,11 @@ impl Connector {
         if !recorded.is_empty() {
             config.preferred.key = preferred_host_key_algorithms(&recorded).into();
         }
+        // A CA trusted for this host: ask for its host certificate first, as
+        // OpenSSH does (a server without one answers with a plain key).
+        if !known.cert_authorities(&ep.host, ep.port).is_empty() {
+            config.preferred.host_key_certificates = host_certificate_algorithms().into();
+        }
         let verdict = Arc::new(Mutex::new(None));
         let handler = HostKeyCheck {
             label: ep.label.clone(),
@@ -420,6 +427,19 @@ impl Connector {
             .collect();
         for path in &explicit {
             let key = self.load_key(path).await.map_err(&auth_err)?;
+            // A user certificate beside the key (`KEY-cert.pub`), as OpenSSH
+            // finds it, is offered first.
+            if let Some(cert) = user_certificate(path) {
+                let ok = handle
+                    .authenticate_openssh_cert(&ep.user, key.clone(), cert)
+                    .await
+                    .map_err(|e| auth_err(e.to_string()))?
+                    .success();
+                if ok {
+                    return Ok(());
+                }
+                tried.push(format!("{}-cert.pub", path.display()));
+            }
             if try_key(handle, &ep.user, key, rsa_hash)
                 .await
                 .map_err(|e| auth_err(e.to_string()))?
@@ -434,18 +454,43 @@ impl Connector {
                 Ok(mut agent) => {
                     let ids = agent.request_identities().await.unwrap_or_default();
                     for id in ids {
-                        if let keys::agent::AgentIdentity::PublicKey { key, comment } = id {
-                            let hash = if key.algorithm().is_rsa() {
-                                rsa_hash
-                            } else {
-                                None
-                            };
-                            match handle
-                                .authenticate_publickey_with(&ep.user, key, hash, &mut agent)
-                                .await
-                            {
-                                Ok(r) if r.success() => return Ok(()),
-                                _ => tried.push(format!("agent key {comment}")),
+                        match id {
+                            keys::agent::AgentIdentity::PublicKey { key, comment } => {
+                                let hash = if key.algorithm().is_rsa() {
+                                    rsa_hash
+                                } else {
+                                    None
+                                };
+                                match handle
+                                    .authenticate_publickey_with(&ep.user, key, hash, &mut agent)
+                                    .await
+                                {
+                                    Ok(r) if r.success() => return Ok(()),
+                                    _ => tried.push(format!("agent key {comment}")),
+                                }
+                            }
+                            // A user certificate held in the agent with its key.
+                            keys::agent::AgentIdentity::Certificate {
+                                certificate,
+                                comment,
+                            } => {
+                                let hash = if certificate.algorithm().is_rsa() {
+                                    rsa_hash
+                                } else {
+                                    None
+                                };
+                                match handle
+                                    .authenticate_certificate_with(
+                                        &ep.user,
+                                        certificate,
+                                        hash,
+                                        &mut agent,
+                                    )
+                                    .await
+                                {
+                                    Ok(r) if r.success() => return Ok(()),
+                                    _ => tried.push(format!("agent certificate {comment}")),
+                                }
                             }
                         }
                     }
@@ -527,6 +572,14 @@ fn in_jump(e: SshError, behind: &str) -> SshError {
     }
 }
 
+/// `KEY-cert.pub` beside a key file, if it is there and reads as a certificate.
+fn user_certificate(key: &Path) -> Option<keys::Certificate> {
+    let mut name = key.as_os_str().to_owned();
+    name.push("-cert.pub");
+    let text = std::fs::read_to_string(Path::new(&name)).ok()?;
+    keys::Certificate::from_openssh(text.trim()).ok()
+}
+
 async fn try_key(
     handle: &mut Handle<HostKeyCheck>,
     user: &str,
@@ -553,6 +606,29 @@ fn passphrase_for(path: &Path) -> Result<String, String> {
     }
     rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
         .map_err(|e| format!("cannot read passphrase: {e}"))
+}
+
+/// The host-key types whose certificates etcdroll asks for, most preferred first.
+fn host_certificate_algorithms() -> Vec<keys::Algorithm> {
+    use keys::{Algorithm, EcdsaCurve, HashAlg};
+    vec![
+        Algorithm::Ed25519,
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP256,
+        },
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP384,
+        },
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP521,
+        },
+        Algorithm::Rsa {
+            hash: Some(HashAlg::Sha512),
+        },
+        Algorithm::Rsa {
+            hash: Some(HashAlg::Sha256),
+        },
+    ]
 }
 
 fn preferred_host_key_algorithms(recorded: &[String]) -> Vec<keys::Algorithm> {
@@ -593,6 +669,84 @@ struct HostKeyCheck {
 }
 
 impl HostKeyCheck {
+    /// A host certificate, as OpenSSH checks one: signed by a CA that an
+    /// `@cert-authority` line trusts for this name, neither CA nor key
+    /// `@revoked`, a host (not a user) certificate, within its validity window,
+    /// and naming this host among its principals (an empty list names any).
+    /// A certificate never falls back to the plain key, and is never recorded.
+    fn check_host_certificate(&self, cert: &keys::Certificate) -> Result<(), String> {
+        let name = known_hosts::lookup_name(&self.host, self.port);
+        let blob = |k: &keys::ssh_key::public::KeyData| -> String {
+            keys::PublicKey::new(k.clone(), "")
+                .to_openssh()
+                .ok()
+                .and_then(|s| s.split_whitespace().nth(1).map(str::to_string))
+                .unwrap_or_default()
+        };
+        let ca = blob(cert.signature_key());
+        let ca_fp = known_hosts::fingerprint_sha256(&ca);
+        let subject = blob(cert.public_key());
+        if let Some((file, line)) = self.known.revoked(&ca) {
+            return Err(format!(
+                "{name} offered a host certificate signed by CA {ca_fp}, which {}:{line} marks @revoked",
+                file.display()
+            ));
+        }
+        if let Some((file, line)) = self.known.revoked(&subject) {
+            return Err(format!(
+                "the host key {} in {name}'s certificate is marked @revoked in {}:{line}",
+                known_hosts::fingerprint_sha256(&subject),
+                file.display()
+            ));
+        }
+        let trusted = self.known.cert_authorities(&self.host, self.port);
+        if !trusted.iter().any(|t| t.key == ca) {
+            return Err(format!(
+                "{name} offered a host certificate signed by CA {ca_fp}, which no @cert-authority line trusts for it \
+                 (trusted for it: {}). Verify the CA, then add a @cert-authority line",
+                if trusted.is_empty() {
+                    "none".to_string()
+                } else {
+                    trusted
+                        .iter()
+                        .map(|t| format!("{} ({}:{})", known_hosts::fingerprint_sha256(&t.key), t.file.display(), t.line))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ));
+        }
+        if cert.cert_type() != keys::ssh_key::certificate::CertType::Host {
+            return Err(format!("{name} offered a user certificate as its host key"));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let fp = cert.signature_key().fingerprint(keys::HashAlg::Sha256);
+        cert.validate_at(now, [&fp]).map_err(|e| {
+            format!(
+                "{name}'s host certificate (key id {:?}, signed by {ca_fp}) is not valid now: {e} \
+                 (valid from {} to {})",
+                cert.key_id(),
+                cert.valid_after(),
+                cert.valid_before()
+            )
+        })?;
+        let principals = cert.valid_principals();
+        if !principals.is_empty()
+            && !principals
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(&self.host))
+        {
+            return Err(format!(
+                "{name}'s host certificate does not name {}: its principals are {}",
+                self.host,
+                principals.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
     fn refuse(&self, reason: String) -> Result<bool, russh::Error> {
         if let Ok(mut v) = self.verdict.lock() {
             *v = Some(reason);
@@ -608,11 +762,14 @@ impl client::Handler for HostKeyCheck {
         &mut self,
         key: &keys::PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            return self.refuse(
-                "the server offered a host certificate; etcdroll checks plain host keys only"
-                    .into(),
-            );
+        let key = match key {
+            keys::PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            keys::PublicKeyOrCertificate::Certificate(cert) => {
+                return match self.check_host_certificate(cert) {
+                    Ok(()) => Ok(true),
+                    Err(why) => self.refuse(why),
+                };
+            }
         };
         let openssh = key
             .to_openssh()

@@ -298,6 +298,19 @@ struct Framed {
     after: Vec<u8>,
 }
 
+/// What a framed command's output comes to: its body, the status on its end
+/// marker, and whether the end was seen. For the fuzz target and the tests:
+/// `chunks` arrive one after another as the channel would deliver them.
+#[doc(hidden)]
+pub fn parse_framed(begin: &str, end: &str, chunks: &[&[u8]]) -> (Vec<u8>, Option<u32>, bool) {
+    let mut f = Framed::new(begin, end);
+    let mut lines = Vec::new();
+    for c in chunks {
+        f.feed(c, &mut |l| lines.push(l.to_string()));
+    }
+    (f.body, f.status, f.finished)
+}
+
 impl Framed {
     fn new(begin: &str, end: &str) -> Framed {
         Framed {
@@ -390,6 +403,53 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    /// Any bytes, with markers and their pieces mixed in, cut anywhere: never a
+    /// panic, and the cuts never change whether the command ended, nor, once it
+    /// ended, its output and status.
+    #[test]
+    fn framing_does_not_depend_on_how_the_bytes_are_cut() {
+        let (begin, end) = ("etcdroll-begin-n-1", "etcdroll-end-n-1");
+        let pieces: [&[u8]; 9] = [
+            b"\n",
+            b"etcdroll-begin-n-1",
+            b"etcdroll-end-n-1",
+            b" 0\n",
+            b" 17\n",
+            b"abc",
+            b"etcdroll-",
+            b"\n\n",
+            b"\xff\x00",
+        ];
+        let mut seed: u64 = 0x9e3779b97f4a7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let mut data = Vec::new();
+            for _ in 0..(next() % 12) {
+                data.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let whole = parse_framed(begin, end, &[&data]);
+            let mut chunks: Vec<&[u8]> = Vec::new();
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = 1 + (next() as usize % rest.len().min(7));
+                chunks.push(&rest[..n]);
+                rest = &rest[n..];
+            }
+            // Until the end marker's line is complete, how much of the body is
+            // already confirmed may differ; once it is, nothing may.
+            let cut = parse_framed(begin, end, &chunks);
+            assert_eq!(cut.2, whole.2, "{data:?} cut as {chunks:?}");
+            if whole.2 {
+                assert_eq!(cut, whole, "{data:?} cut as {chunks:?}");
+            }
+        }
+    }
+
     use super::*;
 
     fn run(chunks: &[&[u8]]) -> (Vec<u8>, Option<u32>, Vec<String>) {
