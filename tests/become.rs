@@ -181,6 +181,40 @@ fn a_sudo_password_is_used_and_never_shown() {
         assert_eq!(out.status.code(), Some(0), "{t}");
         assert!(!t.contains(password), "the password leaked:\n{t}");
     }
+    // Nor on any command line while a privileged command runs (sudo -S reads it
+    // from stdin): the lab's hosts share this machine's process table.
+    let mut cmd = etcdroll_cmd(
+        s.dir.path(),
+        &[
+            "exec",
+            "-i",
+            &inv,
+            "--privileged",
+            "--output",
+            "json",
+            "--",
+            "sleep 2",
+        ],
+    );
+    cmd.env("ETCDROLL_BECOME_PASS", password);
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut saw_sleep = false;
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+        assert!(
+            !ps.contains(password),
+            "the password is on a command line:\n{ps}"
+        );
+        saw_sleep |= ps.contains("sleep 2");
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(saw_sleep, "the privileged command was seen running");
     // Nor in the local journal of the runs.
     let journal = std::fs::read_to_string(s.path(".local/state/etcdroll/journal.jsonl")).unwrap();
     assert!(journal.contains("run_finished"), "the journal was written");

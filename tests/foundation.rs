@@ -408,6 +408,10 @@ fn ecdsa_rsa_encrypted_keys_and_the_agent_all_log_in() {
     c.env("ETCDROLL_KEY_PASSPHRASE", "correct horse");
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        !text(&out).contains("correct horse"),
+        "the passphrase is shown"
+    );
 
     // ssh-agent holding the RSA key.
     let sock = s.path("agent.sock");
