@@ -8,16 +8,11 @@ use std::process::{Command, Output};
 pub use etcdroll::lab::{Lab, LabHost, LabSpec};
 use serde_json::Value;
 
-/// Start a lab, or print why not and return None (the test then passes as skipped).
-/// Under `scripts/test` (ETCDROLL_REQUIRE_LAB=1) a missing lab fails the test
-/// instead: a test that could not run must not pass.
+/// Start a lab. A lab test that cannot run must not pass: without root and
+/// network namespaces it fails with the reason (run scripts/test as root).
 pub fn lab(spec: LabSpec) -> Option<Lab> {
     if let Err(why) = Lab::available() {
-        if std::env::var_os("ETCDROLL_REQUIRE_LAB").is_some() {
-            panic!("the lab is required (ETCDROLL_REQUIRE_LAB is set) but unavailable: {why}");
-        }
-        eprintln!("\n!!!!! LAB TEST SKIPPED: {why}. Run scripts/test as root to run it. !!!!!\n");
-        return None;
+        panic!("\n!!!!! this lab test cannot run: {why}. Run scripts/test as root !!!!!\n");
     }
     Some(Lab::start(&spec).expect("lab starts"))
 }
