@@ -251,11 +251,7 @@ fn a_sudo_password_sudo_does_not_ask_for_never_reaches_the_command() {
     if !sudo_available() {
         return;
     }
-    let Some(lab) = lab(LabSpec {
-        members: 0,
-        plain_hosts: 1,
-        ..Default::default()
-    }) else {
+    let Some(lab) = one_plain_host() else {
         return;
     };
     let password = "unasked-Pa55-must-stay-unread";

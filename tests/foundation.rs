@@ -456,11 +456,7 @@ fn ecdsa_rsa_encrypted_keys_and_the_agent_all_log_in() {
 #[test]
 fn commands_share_one_kept_shell_and_stay_separate() {
     use etcdroll::ssh::RemoteCommand;
-    let Some(lab) = lab(etcdroll::lab::LabSpec {
-        members: 0,
-        plain_hosts: 1,
-        ..Default::default()
-    }) else {
+    let Some(lab) = one_plain_host() else {
         return;
     };
     let host = &lab.plain_hosts[0];
@@ -544,11 +540,7 @@ fn commands_share_one_kept_shell_and_stay_separate() {
 #[test]
 fn bytes_fed_through_the_kept_shell_are_never_run_as_commands() {
     use etcdroll::ssh::{Payload, RemoteCommand};
-    let Some(lab) = lab(etcdroll::lab::LabSpec {
-        members: 0,
-        plain_hosts: 1,
-        ..Default::default()
-    }) else {
+    let Some(lab) = one_plain_host() else {
         return;
     };
     let host = &lab.plain_hosts[0];

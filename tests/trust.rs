@@ -111,11 +111,7 @@ fn openssh_logs_in(lab: &Lab, addr: &str, port: u16, known_hosts: &Path, policy:
 /// so must etcdroll, naming what is recorded and what was offered.
 #[test]
 fn a_host_known_only_by_another_key_type_is_changed_even_with_accept_new() {
-    let Some(lab) = lab(LabSpec {
-        members: 0,
-        plain_hosts: 1,
-        ..Default::default()
-    }) else {
+    let Some(lab) = one_plain_host() else {
         return;
     };
     let host = &lab.plain_hosts[0];
@@ -126,18 +122,14 @@ fn a_host_known_only_by_another_key_type_is_changed_even_with_accept_new() {
     let recorded = fresh_public_key(s.dir.path(), "real-ecdsa", "ecdsa");
     let kh_text = format!("[{}]:{port} {recorded}\n", host.addr);
     std::fs::write(&kh, &kh_text).unwrap();
-    let inv = s.path("inv.yml");
-    std::fs::write(
-        &inv,
-        format!(
-            "all:\n  children:\n    etcd:\n      hosts:\n        impostor:\n          ansible_host: \"{}\"\n          ansible_port: {port}\n          \
-             ansible_user: root\n          ansible_ssh_private_key_file: {}\n          etcdroll_known_hosts: {}\n",
-            host.addr,
-            lab.client_key.display(),
-            kh.display()
-        ),
-    )
-    .unwrap();
+    let inv = one_host_inventory(
+        &s,
+        "inv.yml",
+        &host.addr.to_string(),
+        port,
+        &lab.client_key,
+        &kh,
+    );
     let inv = inv.display().to_string();
 
     for policy in ["yes", "accept-new"] {
@@ -254,11 +246,7 @@ fn local_children_never_inherit_the_secrets() {
 /// `ssh -o StrictHostKeyChecking=…` and once with etcdroll: the same verdict.
 #[test]
 fn known_hosts_verdicts_match_openssh() {
-    let Some(lab) = lab(LabSpec {
-        members: 0,
-        plain_hosts: 1,
-        ..Default::default()
-    }) else {
+    let Some(lab) = one_plain_host() else {
         return;
     };
     let host = &lab.plain_hosts[0];
@@ -335,18 +323,7 @@ fn known_hosts_verdicts_match_openssh() {
         std::fs::write(&theirs, &content).unwrap();
         let openssh = openssh_logs_in(&lab, &addr, port, &theirs, policy);
         assert_eq!(openssh, expected, "{name}: OpenSSH is the reference");
-        let inv = s.path("inv.yml");
-        std::fs::write(
-            &inv,
-            format!(
-                "all:\n  children:\n    etcd:\n      hosts:\n        h:\n          ansible_host: \"{addr}\"\n          \
-                 ansible_port: {port}\n          ansible_user: root\n          ansible_ssh_private_key_file: {}\n          \
-                 etcdroll_known_hosts: {}\n",
-                lab.client_key.display(),
-                ours.display()
-            ),
-        )
-        .unwrap();
+        let inv = one_host_inventory(&s, "inv.yml", &addr, port, &lab.client_key, &ours);
         let mut args = vec!["exec", "-i", inv.to_str().unwrap(), "--output", "plain"];
         if policy == "accept-new" {
             args.push("--accept-new-host-keys");
@@ -406,11 +383,7 @@ fn pubkey_line(p: &Path) -> String {
 /// recorded, with --accept-new-host-keys too.
 #[test]
 fn host_certificates_are_checked_as_openssh_does() {
-    let Some(lab) = lab(LabSpec {
-        members: 0,
-        plain_hosts: 1,
-        ..Default::default()
-    }) else {
+    let Some(lab) = one_plain_host() else {
         return;
     };
     let host = &lab.plain_hosts[0];
@@ -474,18 +447,14 @@ fn host_certificates_are_checked_as_openssh_does() {
             expected,
             "{name}: OpenSSH is the reference"
         );
-        let inv = s.path(&format!("inv-{port}.yml"));
-        std::fs::write(
-            &inv,
-            format!(
-                "all:\n  children:\n    etcd:\n      hosts:\n        h:\n          ansible_host: \"{addr}\"\n          \
-                 ansible_port: {port}\n          ansible_user: root\n          ansible_ssh_private_key_file: {}\n          \
-                 etcdroll_known_hosts: {}\n",
-                lab.client_key.display(),
-                ours.display()
-            ),
-        )
-        .unwrap();
+        let inv = one_host_inventory(
+            &s,
+            &format!("inv-{port}.yml"),
+            &addr,
+            port,
+            &lab.client_key,
+            &ours,
+        );
         for accept_new in [false, true] {
             let mut args = vec!["exec", "-i", inv.to_str().unwrap(), "--output", "plain"];
             if accept_new {
@@ -520,11 +489,7 @@ fn host_certificates_are_checked_as_openssh_does() {
 /// as OpenSSH finds it), and not without it.
 #[test]
 fn a_user_certificate_beside_the_key_logs_in() {
-    let Some(lab) = lab(LabSpec {
-        members: 0,
-        plain_hosts: 1,
-        ..Default::default()
-    }) else {
+    let Some(lab) = one_plain_host() else {
         return;
     };
     let host = &lab.plain_hosts[0];
@@ -546,18 +511,7 @@ fn a_user_certificate_beside_the_key_logs_in() {
     )
     .unwrap();
     let key = keygen(s.dir.path(), "operator");
-    let inv = s.path("inv.yml");
-    std::fs::write(
-        &inv,
-        format!(
-            "all:\n  children:\n    etcd:\n      hosts:\n        h:\n          ansible_host: \"{addr}\"\n          \
-             ansible_port: {port}\n          ansible_user: root\n          ansible_ssh_private_key_file: {}\n          \
-             etcdroll_known_hosts: {}\n",
-            key.display(),
-            kh.display()
-        ),
-    )
-    .unwrap();
+    let inv = one_host_inventory(&s, "inv.yml", &addr, port, &key, &kh);
     let run = || {
         etcdroll(
             s.dir.path(),

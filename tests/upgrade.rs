@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
@@ -337,40 +336,13 @@ fn a_stopped_member_or_a_member_missing_from_the_inventory_is_refused() {
 }
 
 /// Run an upgrade, kill the controller (SIGKILL) right after the first member is done.
-fn upgrade_killed_after_first_member(s: &Scratch, inv: &str, bin: &str) -> String {
-    let mut child = etcdroll_cmd(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", inv, "--binary", bin, "--yes", "--output", "json",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut first = String::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if v["event"] == "host_done" {
-            first = v["host"].as_str().unwrap().to_string();
-            child.kill().unwrap();
-            break;
-        }
-    }
-    let _ = child.wait();
-    assert!(!first.is_empty(), "no member finished before the kill");
-    first
-}
-
 #[test]
 fn a_killed_run_is_completed_by_running_it_again() {
     let Some(lab) = lab_default() else { return };
     let s = Scratch::new();
     let inv = inventory(&lab, &s);
     let bin = etcd_bin("3.5.1", "etcd");
-    let first = upgrade_killed_after_first_member(&s, &inv, &bin);
+    let first = killed_after_first_member(&s, &inv, &bin);
     let out = upgrade_351(&s, &inv);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
@@ -410,7 +382,7 @@ fn rollback_while_mixed_works_and_is_refused_once_the_cluster_version_moved() {
     let s = Scratch::new();
     let inv = inventory(&lab, &s);
     let bin = etcd_bin("3.5.1", "etcd");
-    let first = upgrade_killed_after_first_member(&s, &inv, &bin);
+    let first = killed_after_first_member(&s, &inv, &bin);
     let out = etcdroll(
         s.dir.path(),
         &["rollback", "-i", &inv, "--yes", "--output", "json"],

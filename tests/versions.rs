@@ -242,32 +242,6 @@ fn status_shows_every_member_on_2_3_3_0_and_3_2() {
     }
 }
 
-fn killed_after_first_member(s: &Scratch, inv: &str, bin: &str) -> String {
-    let mut child = etcdroll_cmd(
-        s.dir.path(),
-        &[
-            "upgrade", "-i", inv, "--binary", bin, "--yes", "--output", "json",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut first = String::new();
-    for line in BufReader::new(stdout).lines() {
-        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if v["event"] == "host_done" {
-            first = v["host"].as_str().unwrap().to_string();
-            child.kill().unwrap();
-            break;
-        }
-    }
-    let _ = child.wait();
-    assert!(!first.is_empty());
-    first
-}
-
 /// Downgrade only while mixed. From 2.3/3.0 it is refused with the reason
 /// (2.3 cannot read the WAL 3.0 wrote: seen here, and kubernetes#32253), with
 /// nothing changed and the cluster serving; the upgrade then completes. From

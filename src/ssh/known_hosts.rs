@@ -463,13 +463,7 @@ mod tests {
             "h*st",
             "\u{0}",
         ];
-        let mut seed: u64 = 0x2545f4914f6cdd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::ssh::test_rng::xorshift(0x2545f4914f6cdd1d);
         for _ in 0..3000 {
             let mut text = String::new();
             for _ in 0..(next() % 20) {

@@ -6,6 +6,18 @@ pub mod command;
 pub mod config;
 pub mod known_hosts;
 mod shell;
+#[cfg(test)]
+pub(crate) mod test_rng {
+    //! A tiny deterministic generator (xorshift64) for the property tests.
+    pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+}
 #[doc(hidden)]
 pub use shell::parse_framed;
 

@@ -420,13 +420,7 @@ mod tests {
             b"\n\n",
             b"\xff\x00",
         ];
-        let mut seed: u64 = 0x9e3779b97f4a7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::ssh::test_rng::xorshift(0x9e3779b97f4a7c15);
         for _ in 0..3000 {
             let mut data = Vec::new();
             for _ in 0..(next() % 12) {

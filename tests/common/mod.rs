@@ -2,8 +2,9 @@
 //! etcdroll binary against it with a private HOME, parse its JSON events.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 pub use etcdroll::lab::{Lab, LabHost, LabSpec};
 use serde_json::Value;
@@ -65,6 +66,15 @@ pub fn debian_version(suite: &str) -> String {
         .unwrap_or_else(|e| panic!("{p}: {e}: run scripts/prepare"))
         .trim()
         .to_string()
+}
+
+/// A lab of one host with sshd and no etcd.
+pub fn one_plain_host() -> Option<Lab> {
+    lab(LabSpec {
+        members: 0,
+        plain_hosts: 1,
+        ..Default::default()
+    })
 }
 
 pub fn lab_default() -> Option<Lab> {
@@ -175,8 +185,8 @@ pub fn upgrade_351(s: &Scratch, inv: &str) -> Output {
 pub fn spawn_upgrade_351(s: &Scratch, inv: &str) -> std::process::Child {
     with_upgrade_351_args(inv, |args| {
         etcdroll_cmd(s.dir.path(), args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("etcdroll starts")
     })
@@ -210,4 +220,58 @@ pub fn never_healthy_binary(s: &Scratch, version: &str) -> String {
     )
     .unwrap();
     p.display().to_string()
+}
+
+/// `upgrade --binary BIN`, killed (SIGKILL) as soon as the first member is done:
+/// the cluster is left mixed. Returns that member's host.
+pub fn killed_after_first_member(s: &Scratch, inv: &str, bin: &str) -> String {
+    let mut child = etcdroll_cmd(
+        s.dir.path(),
+        &[
+            "upgrade", "-i", inv, "--binary", bin, "--yes", "--output", "json",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "host_done" {
+            first = v["host"].as_str().unwrap().to_string();
+            child.kill().unwrap();
+            break;
+        }
+    }
+    let _ = child.wait();
+    assert!(!first.is_empty(), "no member finished before the kill");
+    first
+}
+
+/// A one-host inventory (group `etcd`) for a host at `addr:port`, logging in as
+/// root with `key` and checking its host key against `known_hosts`.
+pub fn one_host_inventory(
+    s: &Scratch,
+    file: &str,
+    addr: &str,
+    port: u16,
+    key: &Path,
+    known_hosts: &Path,
+) -> PathBuf {
+    let inv = s.path(file);
+    std::fs::write(
+        &inv,
+        format!(
+            "all:\n  children:\n    etcd:\n      hosts:\n        h:\n          ansible_host: \"{addr}\"\n          \
+             ansible_port: {port}\n          ansible_user: root\n          ansible_ssh_private_key_file: {}\n          \
+             etcdroll_known_hosts: {}\n",
+            key.display(),
+            known_hosts.display()
+        ),
+    )
+    .unwrap();
+    inv
 }
