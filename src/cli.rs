@@ -23,7 +23,7 @@ use crate::upgrade::{self, adhoc, HostLink, ReachOptions};
 #[derive(Parser, Debug)]
 #[command(
     name = "etcdroll",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ETCDROLL_GIT_COMMIT"), ")"),
     about = "Rolling upgrades of etcd clusters over SSH",
     long_about = "Rolling upgrades of etcd clusters over SSH, one member at a time, with backups, \
                   health gates and automatic rollback. Hosts come from an Ansible inventory."
@@ -71,15 +71,15 @@ pub enum Command {
         target: TargetArgs,
         #[command(flatten)]
         waits: Waits,
-        /// Run the pre-flight, print the plan, change nothing.
-        #[arg(long)]
+        /// Run the pre-flight, print the plan, change nothing (Ansible's --check).
+        #[arg(long, visible_alias = "check")]
         dry_run: bool,
         /// Do not ask for confirmation.
         #[arg(short = 'y', long)]
         yes: bool,
         /// Clusters upgraded at the same time when the inventory holds several
         /// (`etcd_cluster` per host); each is still one member at a time.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(short = 'f', long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
         forks: u32,
         /// Pause after each member (on top of the measured catch-up).
         #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
@@ -96,6 +96,13 @@ pub enum Command {
         #[arg(short = 'y', long)]
         yes: bool,
     },
+    /// Print shell completions (bash, zsh, fish, …) for etcdroll to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print etcdroll's manual page (roff) to stdout: `etcdroll man > etcdroll.1`.
+    Man,
     /// Take an online snapshot of every member into its etcd_backup_dir.
     Backup {
         #[command(flatten)]
@@ -263,7 +270,7 @@ pub struct Common {
     #[arg(long, default_value = "etcd")]
     pub group: String,
     /// Only these hosts: names or globs, comma-separated; `!pat` excludes.
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(short = 'l', long, value_name = "PATTERN")]
     pub limit: Option<String>,
     /// Login user for every host (overrides ansible_user).
     #[arg(short = 'u', long)]
@@ -288,7 +295,7 @@ pub struct Common {
     #[arg(short = 'F', long = "ssh-config", value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
     /// Run privileged steps with sudo on every host (like ansible_become).
-    #[arg(long = "become")]
+    #[arg(short = 'b', long = "become")]
     pub become_: bool,
     /// Ask once for the sudo password (else ETCDROLL_BECOME_PASS, else the
     /// inventory's ansible_become_pass). It is fed to sudo on stdin only.
@@ -358,6 +365,25 @@ pub fn main() -> i32 {
     // Before the runtime starts any thread: see secret_env.
     crate::secret_env::take_from_environment();
     let cli = Cli::parse();
+    // Completions and the manual page need no runtime and touch no host.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "etcdroll", &mut std::io::stdout());
+            return exit::OK;
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("etcdroll: cannot write the manual page: {e}");
+                    exit::FAILED
+                }
+            };
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -564,6 +590,8 @@ async fn run(cli: Cli) -> i32 {
             ui.finish();
             code
         }
+        // Handled in `main` before the runtime starts.
+        Command::Completions { .. } | Command::Man => exit::OK,
         Command::Backup { common, waits } => {
             let Some((ui, emit, links)) = connect(&common).await else {
                 return exit::USAGE;

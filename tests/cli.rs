@@ -1,0 +1,137 @@
+//! The command line itself, no host needed: Ansible's short flags, completions,
+//! the manual page, `--version`.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// `-l`, `-b`, `-f` and `--check` parse as Ansible's hands expect: the run gets
+/// as far as connecting (exit 4, a loopback port that refuses), not a usage error.
+#[test]
+fn ansible_short_flags_are_understood() {
+    let s = Scratch::new();
+    let inv = s.path("inv.ini");
+    std::fs::write(
+        &inv,
+        "[etcd]\nm0 ansible_host=127.0.0.1 ansible_port=1\nm1 ansible_host=127.0.0.1 ansible_port=1\n",
+    )
+    .unwrap();
+    let inv = inv.display().to_string();
+    let out = etcdroll(
+        s.dir.path(),
+        &["check", "-i", &inv, "-l", "m0", "-b", "--output", "json"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    let checked: Vec<String> = of_kind(&events(&out), "check")
+        .iter()
+        .map(|e| e["host"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(checked, ["m0"], "-l limits to m0: {t}");
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "upgrade",
+            "-i",
+            &inv,
+            "--check",
+            "-f",
+            "2",
+            "--target-version",
+            "3.5.30",
+            "--binary",
+            "/bin/true",
+            "--output",
+            "plain",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let out = etcdroll(s.dir.path(), &["upgrade", "-i", &inv, "-f", "0", "--check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad -f is a usage error: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn completions_are_generated_for_bash_and_zsh() {
+    let s = Scratch::new();
+    let out = etcdroll(s.dir.path(), &["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0));
+    let script = s.path("etcdroll.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let bash = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        bash.contains("upgrade") && bash.contains("--binary"),
+        "{bash}"
+    );
+    let out = etcdroll(s.dir.path(), &["completions", "zsh"]);
+    assert_eq!(out.status.code(), Some(0));
+    let zsh = String::from_utf8_lossy(&out.stdout);
+    assert!(zsh.starts_with("#compdef etcdroll"), "{zsh}");
+    assert!(zsh.contains("--accept-new-host-keys"), "{zsh}");
+}
+
+/// The manual page renders with man-db (or groff), and names every command.
+#[test]
+fn the_manual_page_renders() {
+    let s = Scratch::new();
+    let out = etcdroll(s.dir.path(), &["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = s.path("etcdroll.1");
+    std::fs::write(&page, &out.stdout).unwrap();
+    let rendered = if std::path::Path::new("/usr/bin/man").exists() {
+        Command::new("man")
+            .arg("-l")
+            .arg(&page)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "80")
+            .output()
+    } else {
+        Command::new("groff")
+            .args(["-man", "-Tutf8"])
+            .arg(&page)
+            .output()
+    }
+    .expect("man or groff is installed (scripts/prepare)");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    for cmd in ["upgrade", "rollback", "check", "status", "backup", "exec"] {
+        assert!(text.contains(cmd), "{cmd} in the manual: {text}");
+    }
+}
+
+#[test]
+fn version_names_the_commit() {
+    let s = Scratch::new();
+    let out = etcdroll(s.dir.path(), &["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        v.starts_with(&format!("etcdroll {} (", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    let commit = v.trim().trim_end_matches(')').rsplit('(').next().unwrap();
+    assert!(
+        commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "{v}"
+    );
+}
