@@ -269,6 +269,11 @@ pub struct Common {
     /// Inventory group holding the etcd members.
     #[arg(long, default_value = "etcd")]
     pub group: String,
+    /// More detail on stderr: -v each remote command with its duration and exit
+    /// status, -vv also each HTTP request to etcd, -vvv also the SSH layer (host
+    /// key, algorithms, authentication). Never secrets, never in the JSON stream.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// Only these hosts: names or globs, comma-separated; `!pat` excludes.
     #[arg(short = 'l', long, value_name = "PATTERN")]
     pub limit: Option<String>,
@@ -361,6 +366,45 @@ impl Common {
     }
 }
 
+impl Command {
+    fn verbosity(&self) -> u8 {
+        match self {
+            Command::Exec { common, .. }
+            | Command::Status { common }
+            | Command::Check { common, .. }
+            | Command::Upgrade { common, .. }
+            | Command::Rollback { common, .. }
+            | Command::Backup { common, .. } => common.verbose,
+            Command::Completions { .. } | Command::Man => 0,
+        }
+    }
+}
+
+/// `-v`…`-vvv`: tracing to stderr, by target (see `Common::verbose`).
+fn init_verbosity(level: u8) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    if level == 0 {
+        return;
+    }
+    let mut targets = Targets::new().with_target("etcdroll::remote", LevelFilter::INFO);
+    if level >= 2 {
+        targets = targets.with_target("etcdroll::http", LevelFilter::INFO);
+    }
+    if level >= 3 {
+        // etcdroll's own SSH lines only: russh's debug output shows packets,
+        // which could carry what etcdroll must never log.
+        targets = targets.with_target("etcdroll::ssh", LevelFilter::INFO);
+    }
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(targets))
+        .try_init();
+}
+
 pub fn main() -> i32 {
     // Before the runtime starts any thread: see secret_env.
     crate::secret_env::take_from_environment();
@@ -384,6 +428,7 @@ pub fn main() -> i32 {
         }
         _ => {}
     }
+    init_verbosity(cli.command.verbosity());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

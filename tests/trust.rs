@@ -612,3 +612,83 @@ fn a_user_certificate_beside_the_key_logs_in() {
         text(&out)
     );
 }
+
+/// `-v` to `-vvv` go to stderr, never into the JSON stream, and never carry a
+/// secret: -v the commands with duration and exit status, -vv the HTTP requests
+/// through the tunnels, -vvv the SSH layer (negotiated algorithms, the host key
+/// and its fingerprint, the keys tried, channels).
+#[test]
+fn verbosity_shows_commands_http_and_ssh_on_stderr_and_no_secret() {
+    let Some(lab) = lab(LabSpec {
+        members: 1,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let s = Scratch::new();
+    let inv = inventory(&lab, &s);
+    let password = "verbose-Secret-789";
+    let run = |args: &[&str]| {
+        let mut c = etcdroll_cmd(s.dir.path(), args);
+        c.env("ETCDROLL_BECOME_PASS", password);
+        c.output().unwrap()
+    };
+    let out = run(&[
+        "exec",
+        "-i",
+        &inv,
+        "-b",
+        "--privileged",
+        "-v",
+        "--output",
+        "json",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    events(&out); // every stdout line is a JSON event
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("m0 |") && err.contains("ms | exit 0 |"),
+        "{err}"
+    );
+    assert!(!err.contains("host key"), "-v has no SSH layer: {err}");
+
+    let out = run(&["status", "-i", &inv, "-vv", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    events(&out);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("GET /version") && err.contains("| 200"),
+        "{err}"
+    );
+
+    let out = run(&[
+        "exec",
+        "-i",
+        &inv,
+        "-b",
+        "--privileged",
+        "-vvv",
+        "--output",
+        "json",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    events(&out);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("negotiated kex") && err.contains("host key ssh-ed25519"),
+        "{err}"
+    );
+    assert!(err.contains("SHA256:"), "{err}");
+    assert!(err.contains("trying key file"), "{err}");
+    assert!(err.contains("channel opened"), "{err}");
+    for o in [&out.stdout, &out.stderr] {
+        assert!(
+            !String::from_utf8_lossy(o).contains(password),
+            "a secret in the output"
+        );
+    }
+}

@@ -261,7 +261,21 @@ impl EtcdClient {
                 .to_bytes();
             Ok((status, raft_index, body))
         };
-        match tokio::time::timeout(limit, fut).await {
+        let t0 = std::time::Instant::now();
+        let result = tokio::time::timeout(limit, fut).await;
+        tracing::info!(
+            target: "etcdroll::http",
+            "{} {} {path} | {} ms | {}",
+            self.url,
+            if body.is_some() { "POST" } else { "GET" },
+            t0.elapsed().as_millis(),
+            match &result {
+                Ok(Ok((status, _, _))) => status.to_string(),
+                Ok(Err(e)) => format!("error: {e}"),
+                Err(_) => "timeout".into(),
+            }
+        );
+        match result {
             Ok(r) => r,
             Err(_) => {
                 self.sender = None;

@@ -438,6 +438,7 @@ impl Connector {
             .cloned()
             .collect();
         for path in &explicit {
+            tracing::info!(target: "etcdroll::ssh", "{}: trying key file {}", ep.label, path.display());
             let key = self.load_key(path).await.map_err(&auth_err)?;
             // A user certificate beside the key (`KEY-cert.pub`), as OpenSSH
             // finds it, is offered first.
@@ -465,6 +466,7 @@ impl Connector {
             match keys::agent::client::AgentClient::connect_env().await {
                 Ok(mut agent) => {
                     let ids = agent.request_identities().await.unwrap_or_default();
+                    tracing::info!(target: "etcdroll::ssh", "{}: trying the {} identities of ssh-agent", ep.label, ids.len());
                     for id in ids {
                         match id {
                             keys::agent::AgentIdentity::PublicKey { key, comment } => {
@@ -770,6 +772,25 @@ impl HostKeyCheck {
 impl client::Handler for HostKeyCheck {
     type Error = russh::Error;
 
+    /// With -vvv: what was negotiated (never the shared secret).
+    async fn kex_done(
+        &mut self,
+        _shared_secret: Option<&[u8]>,
+        names: &russh::Names,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(
+            target: "etcdroll::ssh",
+            "{}: negotiated kex {:?}, host key {}, cipher {:?}, mac {:?}",
+            self.label,
+            names.kex,
+            names.key,
+            names.cipher,
+            names.client_mac
+        );
+        Ok(())
+    }
+
     async fn check_server_key(
         &mut self,
         key: &keys::PublicKeyOrCertificate,
@@ -790,6 +811,7 @@ impl client::Handler for HostKeyCheck {
         let (algo, blob) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let fp = known_hosts::fingerprint_sha256(blob);
         let name = known_hosts::lookup_name(&self.host, self.port);
+        tracing::info!(target: "etcdroll::ssh", "{}: host key {algo} {fp} offered by {name}", self.label);
         match self.known.check(&self.host, self.port, algo, blob) {
             HostKeyStatus::Known { .. } => Ok(true),
             HostKeyStatus::Revoked { file, line } => self.refuse(format!(
@@ -891,6 +913,7 @@ impl Session {
                 .channel_open_session()
                 .await
                 .map_err(|e| self.channel_err("open session", e))?;
+            tracing::info!(target: "etcdroll::ssh", "{}: channel opened for the kept shell", self.label);
             let opened = shell::KeptShell::open(channel)
                 .await
                 .map_err(|e| self.channel_err("start the shell", e))?;
@@ -926,8 +949,39 @@ impl Session {
     }
 
     /// Like `exec`, and calls `on_line` with each complete stdout line as it arrives,
-    /// so one remote script can report its steps live.
+    /// so one remote script can report its steps live. With `-v`, each command is
+    /// logged with its duration and exit status (never its stdin: a password).
     pub async fn exec_streaming(
+        &self,
+        cmd: &RemoteCommand,
+        input: Option<&[u8]>,
+        limit: Duration,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ExecOutput, SshError> {
+        let t0 = std::time::Instant::now();
+        let result = self.exec_streaming_inner(cmd, input, limit, on_line).await;
+        if tracing::enabled!(target: "etcdroll::remote", tracing::Level::INFO) {
+            let line: String = cmd
+                .as_str()
+                .replace('\n', " ⏎ ")
+                .chars()
+                .take(240)
+                .collect();
+            let outcome = match &result {
+                Ok(o) => o.describe_exit(),
+                Err(e) => format!("error: {e}"),
+            };
+            tracing::info!(
+                target: "etcdroll::remote",
+                "{} | {} ms | {outcome} | {line}",
+                self.label,
+                t0.elapsed().as_millis()
+            );
+        }
+        result
+    }
+
+    async fn exec_streaming_inner(
         &self,
         cmd: &RemoteCommand,
         input: Option<&[u8]>,
@@ -962,6 +1016,7 @@ impl Session {
                 .channel_open_session()
                 .await
                 .map_err(|e| self.channel_err("open session", e))?;
+            tracing::info!(target: "etcdroll::ssh", "{}: channel opened for a command with stdin, or while the kept shell is busy", self.label);
             channel
                 .exec(true, cmd.as_str().as_bytes())
                 .await
