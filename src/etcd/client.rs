@@ -56,6 +56,15 @@ pub enum EtcdError {
     },
 }
 
+impl EtcdError {
+    /// The member refused a v3 call for its cluster version ("etcdserver: not
+    /// capable"): a member of a mixed 2.3/3.0 cluster, or a 3.5 member whose WAL
+    /// began in the 2.3 era. v2 can still answer.
+    pub fn is_not_capable(&self) -> bool {
+        matches!(self, EtcdError::Status { body, .. } if body.contains("not capable"))
+    }
+}
+
 /// `/version`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct VersionInfo {
@@ -351,7 +360,7 @@ impl EtcdClient {
         // version until it next changes, and refuses v3 calls meanwhile ("not
         // capable", seen in the lab on 3.4 → 3.5 after a path from 2.3): ask v2.
         let v = match self.json(&path, Some("{}")).await {
-            Err(e @ EtcdError::Status { .. }) if e.to_string().contains("not capable") => {
+            Err(e) if e.is_not_capable() => {
                 return self.status_v2().await.map_err(|_| e);
             }
             r => r?,
@@ -416,7 +425,7 @@ impl EtcdClient {
         };
         let path = format!("{prefix}/cluster/member/list");
         let v = match self.json(&path, Some("{}")).await {
-            Err(e @ EtcdError::Status { .. }) if e.to_string().contains("not capable") => {
+            Err(e) if e.is_not_capable() => {
                 return self.members_v2().await.map_err(|_| e);
             }
             r => r?,
