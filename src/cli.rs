@@ -17,7 +17,8 @@ use crate::ssh::{Connector, Payload, SshOptions};
 use crate::ui::{OutputFormat, Ui};
 use crate::upgrade::lock::{self, LockInfo};
 use crate::upgrade::procedures::{self, LockRequest, UpgradeRequest};
-use crate::upgrade::roll::{Interrupt, Records, RollOptions, Target};
+use crate::upgrade::record::Records;
+use crate::upgrade::target::{Interrupt, RollOptions, Target};
 use crate::upgrade::{self, adhoc, HostLink, ReachOptions};
 
 #[derive(Parser, Debug)]

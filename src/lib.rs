@@ -2,7 +2,7 @@
 //!
 //! The engine (`upgrade`) works on hosts through `ssh` and on etcd through `etcd`,
 //! and reports what it does as `events`; `ui` renders them. `inventory` reads
-//! Ansible inventories; `lab` builds real test hosts in network namespaces.
+//! Ansible inventories. The lab the tests run on is its own crate, `lab/`.
 
 pub mod cli;
 pub mod etcd;
@@ -10,7 +10,6 @@ pub mod events;
 pub mod exit;
 pub mod inventory;
 pub mod journal;
-pub mod lab;
 pub mod secret_env;
 pub mod ssh;
 pub mod ui;

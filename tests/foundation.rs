@@ -635,8 +635,8 @@ fn bytes_fed_through_the_kept_shell_are_never_run_as_commands() {
 
 /// A session to a lab host as root, with the lab's key and known_hosts.
 async fn session_as_root(
-    lab: &etcdroll::lab::Lab,
-    host: &etcdroll::lab::LabHost,
+    lab: &etcdroll_lab::Lab,
+    host: &etcdroll_lab::LabHost,
 ) -> etcdroll::ssh::Session {
     use etcdroll::ssh::{Connector, Endpoint, SshOptions};
     let connector = Connector::new(SshOptions {

@@ -258,7 +258,7 @@ fn a_cluster_whose_hosts_name_different_binaries_is_refused_before_connecting() 
 #[test]
 fn check_and_backup_take_each_cluster_of_the_inventory_on_its_own() {
     let Some(a) = lab_default() else { return };
-    let Some(b) = lab(etcdroll::lab::LabSpec {
+    let Some(b) = lab(etcdroll_lab::LabSpec {
         version: "3.5.0".into(),
         ..Default::default()
     }) else {

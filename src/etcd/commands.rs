@@ -277,31 +277,6 @@ pub fn remove_upload_tmps(binary: &str, run_id: &str) -> RemoteCommand {
     ))
 }
 
-/// Swap `etcd.new` in: the running binary becomes `etcd.old` (a hard link, so the
-/// old name stays valid throughout), then an atomic rename puts the new one in place.
-pub fn swap_in(binary: &str) -> RemoteCommand {
-    let script = format!(
-        "B={b}; N={n}; O={o}; [ -e \"$N\" ] || {{ echo \"staged binary $N is missing\" >&2; exit 1; }}; \
-         rm -f \"$O\" && ln \"$B\" \"$O\" && mv -f \"$N\" \"$B\"",
-        b = quote(binary),
-        n = quote(&staged_path(binary)),
-        o = quote(&saved_path(binary)),
-    );
-    RemoteCommand::script(&script)
-}
-
-/// Put `etcd.old` back in place (keeping the failed new one as `etcd.new` for a look).
-pub fn swap_back(binary: &str) -> RemoteCommand {
-    let script = format!(
-        "B={b}; N={n}; O={o}; [ -e \"$O\" ] || {{ echo \"saved binary $O is missing\" >&2; exit 1; }}; \
-         rm -f \"$N\" && ln \"$B\" \"$N\" && mv -f \"$O\" \"$B\"",
-        b = quote(binary),
-        n = quote(&staged_path(binary)),
-        o = quote(&saved_path(binary)),
-    );
-    RemoteCommand::script(&script)
-}
-
 /// Remove a staged binary that will not be used (`staged`: its staged name).
 pub fn unstage(staged: &str) -> RemoteCommand {
     RemoteCommand::new("rm").arg("-f").arg(staged)
@@ -354,6 +329,74 @@ pub fn offline_backup(v: &EtcdVars, dest_dir: &str, v2_data: bool) -> RemoteComm
 /// a 3.x server wrote (it panics in wal.decode, seen in the lab).
 pub fn etcdctl_has_v2_backup(etcdctl: Version, server: Version) -> bool {
     etcdctl < Version::new(3, 5, 0) && etcdctl.major >= server.major
+}
+
+/// `etcdctl endpoint health` for this member with the v3 API; its output is parsed,
+/// never its exit code (3.0 exits 0 while printing "unhealthy").
+pub fn endpoint_health(v: &EtcdVars) -> RemoteCommand {
+    etcdctl(v, 3, &v.etcdctl_binary)
+        .arg("endpoint")
+        .arg("health")
+        .raw("2>&1")
+}
+
+/// The v2 `etcdctl cluster-health` through this member (2.3's etcdctl has no
+/// `endpoint health`); parsed, never its exit code (it exits 0 when any one member
+/// is healthy).
+pub fn cluster_health_v2(v: &EtcdVars) -> RemoteCommand {
+    etcdctl(v, 2, &v.etcdctl_binary)
+        .arg("cluster-health")
+        .raw("2>&1")
+}
+
+/// True when every member line of `etcdctl cluster-health` says healthy.
+pub fn cluster_health_v2_ok(out: &str) -> bool {
+    let members: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("member "))
+        .collect();
+    !members.is_empty() && members.iter().all(|l| l.contains(" is healthy"))
+}
+
+/// The final etcdctl check that means the same on every version: "this member,
+/// asked by the etcdctl on its host, is healthy". `endpoint health` (v3) where the
+/// etcdctl and the cluster have v3, else the v2 `cluster-health` (every member
+/// healthy), so a 2.3 etcdctl or a cluster still on 2.3 is checked too. A TLS
+/// cluster on etcd < 3.1 built with a modern Go cannot serve v3 over TLS (the
+/// upgrade guide's known issue), so it is checked through v2 as well.
+pub fn final_health(v: &EtcdVars, etcdctl: Version, cluster: Version) -> FinalHealth {
+    let v3 = etcdctl >= Version::new(3, 0, 0)
+        && cluster >= Version::new(3, 0, 0)
+        && !(v.client_url.starts_with("https://") && cluster < Version::new(3, 1, 0));
+    if v3 {
+        FinalHealth {
+            command: endpoint_health(v),
+            ok: endpoint_health_ok,
+            what: "etcdctl endpoint health",
+        }
+    } else {
+        FinalHealth {
+            command: cluster_health_v2(v),
+            ok: cluster_health_v2_ok,
+            what: "etcdctl cluster-health (v2)",
+        }
+    }
+}
+
+/// Which etcdctl check to run, and how to read its output.
+pub struct FinalHealth {
+    pub command: RemoteCommand,
+    pub ok: fn(&str) -> bool,
+    pub what: &'static str,
+}
+
+/// True when `etcdctl endpoint health` output says healthy for every endpoint.
+pub fn endpoint_health_ok(out: &str) -> bool {
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("healthy")).collect();
+    !lines.is_empty()
+        && lines
+            .iter()
+            .all(|l| l.contains(" is healthy") && !l.contains("unhealthy"))
 }
 
 #[cfg(test)]
@@ -463,49 +506,6 @@ mod tests {
         }
     }
 
-    /// The restart script never writes its turn file through a symlink: a link
-    /// in its place is replaced by a file, and the link's target is untouched.
-    #[test]
-    fn the_turn_file_is_never_written_through_a_symlink() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("precious");
-        std::fs::write(&target, "keep me\n").unwrap();
-        let turn = dir.path().join("run/etcdroll.turn");
-        std::fs::create_dir_all(turn.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(&target, &turn).unwrap();
-        let started = dir.path().join("started");
-        let vars = EtcdVars {
-            service_manager: ServiceManager::Command,
-            start_cmd: Some(format!("touch {}", quote(&started.display().to_string()))),
-            stop_cmd: Some("true".into()),
-            ..crate::inventory::EtcdVars::default()
-        };
-        let t = turn.display().to_string();
-        let script = restart_with_swap(
-            &vars,
-            // While the member is stopped, the turn file is a file of its own.
-            &[RemoteCommand::script(&format!(
-                "test -f {t} && ! test -h {t} && grep -q run=abc {t}",
-                t = quote(&t)
-            ))],
-            None,
-            None,
-            &Turn {
-                file: &t,
-                line: "run=abc",
-            },
-        );
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script.as_str())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
-        assert!(started.exists());
-        assert!(!turn.exists(), "removed once started");
-    }
-
     /// The probe script is plain sh: run it locally against a fake layout.
     #[test]
     fn probe_runs_in_sh_and_changes_nothing() {
@@ -539,170 +539,4 @@ mod tests {
         assert!(!dir.join("backups").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
-}
-
-/// Markers a restart script prints on stdout, one per line, as it goes.
-pub mod marker {
-    pub const STOPPING: &str = "@etcdroll stopping";
-    pub const STOPPED: &str = "@etcdroll stopped";
-    pub const BACKED_UP: &str = "@etcdroll backed_up";
-    pub const SWAPPED: &str = "@etcdroll swapped";
-    pub const STARTING: &str = "@etcdroll starting";
-    pub const STARTED: &str = "@etcdroll started";
-}
-
-/// Exit codes of a restart script, telling where it stopped.
-pub mod restart_exit {
-    /// The online backup (snapshot) failed; nothing was stopped.
-    pub const SNAPSHOT_FAILED: u32 = 9;
-    /// The stop command failed; a start was attempted.
-    pub const STOP_FAILED: u32 = 10;
-    /// The offline backup failed; the old binary was started again.
-    pub const BACKUP_FAILED: u32 = 11;
-    /// The swap failed; the old binary was started again.
-    pub const SWAP_FAILED: u32 = 12;
-    /// The start command failed: the member may be down.
-    pub const START_FAILED: u32 = 13;
-}
-
-/// Where a member's turn is recorded while its restart script runs.
-pub struct Turn<'a> {
-    /// The turn file (beside the run lock).
-    pub file: &'a str,
-    /// Its one line: which run stopped the member, read back by a later pre-flight.
-    pub line: &'a str,
-}
-
-/// A member's whole turn as one remote script, so it costs one round trip: the
-/// online backup (while it serves; a failure stops here with nothing stopped),
-/// stop, the offline backup of the stopped data dir, swap the binaries, start.
-/// Each step prints a marker; a failure before the swap starts the old binary again.
-/// The turn file is written before the stop and removed once the start succeeded,
-/// so a member found stopped with it was left so by this script (killed half-way):
-/// the next run's pre-flight knows to start it again.
-pub fn restart_with_swap(
-    v: &EtcdVars,
-    swaps: &[RemoteCommand],
-    online_backup: Option<&RemoteCommand>,
-    backup: Option<&RemoteCommand>,
-    turn: &Turn,
-) -> RemoteCommand {
-    let start = service_start(v);
-    let stop = service_stop(v);
-    // SIGPIPE and SIGHUP are ignored so a dropped SSH connection never leaves the
-    // script half-way with the member stopped.
-    // `up` starts the service and, once it started, clears the turn file.
-    let mut s = format!(
-        "trap '' PIPE HUP; TURN={}; up() {{ ( {start} ) && rm -f \"$TURN\"; }}; ",
-        quote(turn.file)
-    );
-    if let Some(b) = online_backup {
-        s.push_str(&format!(
-            "( {b} ) || exit {}; ",
-            restart_exit::SNAPSHOT_FAILED
-        ));
-    }
-    // Only a hint for a later run: a turn file that cannot be written stops nothing.
-    s.push_str(&format!(
-        // Removed first and created with noclobber (O_EXCL): never written through a symlink.
-        "{{ mkdir -p \"$(dirname \"$TURN\")\" && rm -f \"$TURN\" && ( set -C; printf '%s\\n' {} > \"$TURN\" ); }} 2>/dev/null; ",
-        quote(turn.line)
-    ));
-    s.push_str(&format!(
-        "echo '{}'; ( {stop} ) || {{ up; exit {}; }}; echo '{}'; ",
-        marker::STOPPING,
-        restart_exit::STOP_FAILED,
-        marker::STOPPED
-    ));
-    if let Some(b) = backup {
-        s.push_str(&format!(
-            "( {b} ) || {{ up; exit {}; }}; echo '{}'; ",
-            restart_exit::BACKUP_FAILED,
-            marker::BACKED_UP
-        ));
-    }
-    for sw in swaps {
-        s.push_str(&format!(
-            "( {sw} ) || {{ up; exit {}; }}; ",
-            restart_exit::SWAP_FAILED
-        ));
-    }
-    if !swaps.is_empty() {
-        s.push_str(&format!("echo '{}'; ", marker::SWAPPED));
-    }
-    s.push_str(&format!(
-        "echo '{}'; up || exit {}; echo '{}'",
-        marker::STARTING,
-        restart_exit::START_FAILED,
-        marker::STARTED
-    ));
-    RemoteCommand::script(&s)
-}
-
-/// `etcdctl endpoint health` for this member with the v3 API; its output is parsed,
-/// never its exit code (3.0 exits 0 while printing "unhealthy").
-pub fn endpoint_health(v: &EtcdVars) -> RemoteCommand {
-    etcdctl(v, 3, &v.etcdctl_binary)
-        .arg("endpoint")
-        .arg("health")
-        .raw("2>&1")
-}
-
-/// The v2 `etcdctl cluster-health` through this member (2.3's etcdctl has no
-/// `endpoint health`); parsed, never its exit code (it exits 0 when any one member
-/// is healthy).
-pub fn cluster_health_v2(v: &EtcdVars) -> RemoteCommand {
-    etcdctl(v, 2, &v.etcdctl_binary)
-        .arg("cluster-health")
-        .raw("2>&1")
-}
-
-/// True when every member line of `etcdctl cluster-health` says healthy.
-pub fn cluster_health_v2_ok(out: &str) -> bool {
-    let members: Vec<&str> = out
-        .lines()
-        .filter(|l| l.trim_start().starts_with("member "))
-        .collect();
-    !members.is_empty() && members.iter().all(|l| l.contains(" is healthy"))
-}
-
-/// The final etcdctl check that means the same on every version: "this member,
-/// asked by the etcdctl on its host, is healthy". `endpoint health` (v3) where the
-/// etcdctl and the cluster have v3, else the v2 `cluster-health` (every member
-/// healthy), so a 2.3 etcdctl or a cluster still on 2.3 is checked too. A TLS
-/// cluster on etcd < 3.1 built with a modern Go cannot serve v3 over TLS (the
-/// upgrade guide's known issue), so it is checked through v2 as well.
-pub fn final_health(v: &EtcdVars, etcdctl: Version, cluster: Version) -> FinalHealth {
-    let v3 = etcdctl >= Version::new(3, 0, 0)
-        && cluster >= Version::new(3, 0, 0)
-        && !(v.client_url.starts_with("https://") && cluster < Version::new(3, 1, 0));
-    if v3 {
-        FinalHealth {
-            command: endpoint_health(v),
-            ok: endpoint_health_ok,
-            what: "etcdctl endpoint health",
-        }
-    } else {
-        FinalHealth {
-            command: cluster_health_v2(v),
-            ok: cluster_health_v2_ok,
-            what: "etcdctl cluster-health (v2)",
-        }
-    }
-}
-
-/// Which etcdctl check to run, and how to read its output.
-pub struct FinalHealth {
-    pub command: RemoteCommand,
-    pub ok: fn(&str) -> bool,
-    pub what: &'static str,
-}
-
-/// True when `etcdctl endpoint health` output says healthy for every endpoint.
-pub fn endpoint_health_ok(out: &str) -> bool {
-    let lines: Vec<&str> = out.lines().filter(|l| l.contains("healthy")).collect();
-    !lines.is_empty()
-        && lines
-            .iter()
-            .all(|l| l.contains(" is healthy") && !l.contains("unhealthy"))
 }

@@ -1,12 +1,15 @@
-//! The engine: the procedures of design §1 as phases, each reporting through
-//! events and never printing.
+//! The engine: it drives a fleet of hosts (`fleet`) through the procedures
+//! (`procedures`, each a list of `phase`s) and reports through events; it
+//! never prints.
 
 pub mod adhoc;
 pub mod fleet;
 pub mod lock;
 mod path;
-
-pub use fleet::{connect_all, endpoint_for, HostLink, ReachOptions};
+pub mod phase;
 pub mod preflight;
 pub mod procedures;
-pub mod roll;
+pub mod record;
+pub mod target;
+
+pub use fleet::{connect_all, endpoint_for, HostLink, ReachOptions};

@@ -11,9 +11,12 @@ use crate::etcd::Version;
 use crate::events::{Emitter, Event};
 use crate::exit;
 
+use super::phase::lock::{take, LockRequest};
+use super::phase::stage::stage;
+use super::phase::{finish, Outcome};
 use super::preflight::{survey, SurveyLimits};
-use super::procedures::{finish, take_lock, upgrade_one, LockRequest, UpgradeRequest};
-use super::roll::{Stage, Target};
+use super::procedures::{upgrade_one, UpgradeRequest};
+use super::target::{Stage, Target};
 
 pub async fn upgrade_path(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
     let UpgradeRequest {
@@ -66,32 +69,28 @@ pub async fn upgrade_path(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
     // A cluster that cannot take an upgrade is refused by the first hop's own
     // pre-flight, exactly as a single upgrade is.
     if view.refused() {
-        return upgrade_one(hop_request(hops[start].clone(), dry_run), emit).await;
+        return upgrade_one(hop_request(hops[start].clone(), dry_run), emit, true).await;
     }
 
     let steps = path_plan(&hops, start, oldest);
     if dry_run {
         emit(Event::Plan { steps });
         let (hop_emit, _) = hop_emitter(emit, start + 1, of, hop_from(start), &hops[start]);
-        let code = upgrade_one(hop_request(hops[start].clone(), true), &hop_emit).await;
+        let code = upgrade_one(hop_request(hops[start].clone(), true), &hop_emit, false).await;
         let message = if code == exit::OK {
             "dry run: the first hop's pre-flight passed (each later hop is checked as it starts); nothing was changed".to_string()
         } else {
             "dry run: the first hop's pre-flight refused (reasons above); nothing was changed"
                 .to_string()
         };
-        return finish(emit, code, message);
+        return finish(emit, Outcome::new(code, message));
     }
     if !confirm(&steps) {
-        return finish(
-            emit,
-            exit::REFUSED,
-            "not confirmed; nothing was changed".into(),
-        );
+        return finish(emit, Outcome::refused("not confirmed; nothing was changed"));
     }
     emit(Event::Plan { steps });
-    if let Err(code) = take_lock(links, &lock, &opts, emit).await {
-        return code;
+    if let Err(outcome) = take(links, &lock, opts.command_timeout, emit).await {
+        return finish(emit, outcome);
     }
 
     // Stage every later hop's binaries now, as NAME.new-X.Y.Z, verified on each
@@ -103,16 +102,15 @@ pub async fn upgrade_path(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
             then: Vec::new(),
             ..hop.clone()
         };
-        let problems = super::roll::stage(links, &everyone, &later, &opts, emit).await;
+        let problems = stage(links, &everyone, &later, &opts, emit).await;
         if !problems.is_empty() {
             return finish(
                 emit,
-                exit::REFUSED,
-                format!(
+                Outcome::refused(format!(
                     "staging etcd {} for a later hop failed, no member was stopped:\n  {}",
                     hop.version,
                     problems.join("\n  ")
-                ),
+                )),
             );
         }
     }
@@ -131,7 +129,7 @@ pub async fn upgrade_path(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
             target.stage = Stage::Prestaged;
         }
         let (hop_emit, ended) = hop_emitter(emit, k + 1, of, from.clone(), hop);
-        let code = upgrade_one(hop_request(target, false), &hop_emit).await;
+        let code = upgrade_one(hop_request(target, false), &hop_emit, false).await;
         if code != exit::OK {
             let why = ended
                 .lock()
@@ -139,11 +137,13 @@ pub async fn upgrade_path(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
                 .unwrap_or_default();
             return finish(
                 emit,
-                code,
-                format!(
+                Outcome::new(
+                    code,
+                    format!(
                     "the path stopped at hop {} of {of} ({from} → {to}): {why}\n  \
                      The hops before it are done. Run the same command again to continue at this hop.",
                     k + 1
+                ),
                 ),
             );
         }
@@ -153,11 +153,10 @@ pub async fn upgrade_path(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
         .collect();
     finish(
         emit,
-        exit::OK,
-        format!(
+        Outcome::ok(format!(
             "path done: {}, every hop a rolling upgrade with its cluster version moved",
             versions.join(" → ")
-        ),
+        )),
     )
 }
 

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub use etcdroll::lab::{Lab, LabHost, LabSpec};
+pub use etcdroll_lab::{Lab, LabHost, LabSpec};
 use serde_json::Value;
 
 /// Start a lab. A lab test that cannot run must not pass: without root and

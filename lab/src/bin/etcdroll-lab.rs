@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use etcdroll::lab::{Lab, LabSpec};
+use etcdroll_lab::{Lab, LabSpec};
 
 #[derive(Parser)]
 #[command(

@@ -202,7 +202,9 @@ impl Lab {
     pub fn newest_debian_35() -> Result<String> {
         let cache = std::env::var_os("ETCDROLL_ETCD_CACHE")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/etcd")));
+            .unwrap_or_else(|| {
+                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/etcd"))
+            });
         let p = cache.join("sid-version");
         let v = std::fs::read_to_string(&p)
             .with_context(|| format!("{}: run scripts/prepare", p.display()))?;
@@ -220,7 +222,9 @@ impl Lab {
         }
         let cache = std::env::var_os("ETCDROLL_ETCD_CACHE")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/etcd")));
+            .unwrap_or_else(|| {
+                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/etcd"))
+            });
         let dir = cache.join(version);
         let etcd = dir.join("etcd");
         if !etcd.exists() {

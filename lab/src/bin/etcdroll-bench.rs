@@ -25,8 +25,9 @@ use anyhow::{bail, Context, Result};
 use etcdroll::etcd::client::{BoxStream, Dial, DialFuture};
 use etcdroll::etcd::{commands, EtcdClient, Version};
 use etcdroll::inventory::{load, Host, LoadOptions};
-use etcdroll::lab::{Lab, LabHost, LabSpec};
 use etcdroll::ssh::RemoteCommand;
+use etcdroll::upgrade::phase::roll::turn::{Restart, Swap};
+use etcdroll_lab::{Lab, LabHost, LabSpec};
 use serde_json::json;
 use sha2::Digest;
 
@@ -241,16 +242,16 @@ async fn floor(lab: &Lab, hosts: &[Host], new_etcd: &Path, phases: &mut Phases) 
         let (m, v) = (&lab.members[i], &hosts[i].etcd);
         let dir = format!("{}/floor", v.backup_dir);
         let turn_file = format!("{}/etcdroll.turn", hosts[i].lock_dir);
-        let script = commands::restart_with_swap(
-            v,
-            &[commands::swap_in(&v.binary)],
-            Some(&commands::snapshot_save(v, &dir)),
-            Some(&commands::offline_backup(v, &dir, false)),
-            &commands::Turn {
-                file: &turn_file,
-                line: "run floor",
-            },
-        );
+        let script = Restart {
+            vars: v,
+            turn_file,
+            turn_line: "run floor".into(),
+            snapshot: Some(commands::snapshot_save(v, &dir)),
+            offline: Some(commands::offline_backup(v, &dir, false)),
+            swap: Swap::In,
+            binaries: vec![v.binary.clone()],
+        }
+        .command();
         tokio::task::block_in_place(|| sh_in(lab, m, &script))?;
         clients[i].reset();
         loop {

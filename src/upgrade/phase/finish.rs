@@ -1,0 +1,218 @@
+//! Finish: how the roll ended becomes the run's outcome. After a completed
+//! roll, wait for the cluster version to move (the guide's sign that the
+//! cluster is upgraded) and run the etcdctl health check the guide ends with;
+//! after any other end, say what state the cluster is in and the command that
+//! continues or goes back. The summary is emitted here, once.
+
+use futures::future::{join_all, BoxFuture};
+
+use super::roll::{Deadline, Roll, RollEnd};
+use super::{Flow, Outcome, Phase, Run};
+use crate::etcd::{commands, Version};
+use crate::events::Event;
+use crate::exit;
+use crate::ssh::quote;
+use crate::upgrade::record::{oldest_from, summary_rows};
+
+pub struct Finish;
+
+impl Phase for Finish {
+    fn name(&self) -> &'static str {
+        "finish"
+    }
+
+    fn run<'r, 'a: 'r>(&'r self, run: &'r mut Run<'a>) -> BoxFuture<'r, Flow> {
+        Box::pin(async move {
+            let resume = std::env::args()
+                .map(|a| quote(&a))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let inventory = quote(&run.inventory);
+            let rollback_cmd = format!("etcdroll rollback -i {inventory}");
+            let version = run.target.version;
+            let records = run.records.clone();
+            let end = run.roll_end.take().unwrap_or(RollEnd::Completed);
+            let outcome = match end {
+                RollEnd::Completed => {
+                    let swap_etcdctl = run.target.etcdctl.is_some();
+                    let mut roll = Roll::enter(run, records.clone(), swap_etcdctl);
+                    match roll.wait_cluster_version().await {
+                        Ok(cv) => {
+                            roll.emit_cluster().await;
+                            let cluster = Version::parse(&cv).unwrap_or(version.minor_floor());
+                            match roll.endpoint_health(cluster).await {
+                                Ok(()) => Outcome::ok(format!(
+                                    "upgraded to {version}: cluster version {cv}, every member healthy"
+                                )),
+                                Err(e) => Outcome::new(
+                                    exit::FAILED,
+                                    format!("every member runs {version} but {e}"),
+                                ),
+                            }
+                        }
+                        Err(e) => Outcome::new(exit::FAILED, e),
+                    }
+                }
+                RollEnd::Interrupted => Outcome::new(
+                    exit::INTERRUPTED,
+                    format!(
+                        "interrupted: stopped after the current member; every member is running (states and \
+                         backups in the summary). To continue: {resume}\n  To go back while the cluster version \
+                         is still {}: {rollback_cmd}",
+                        oldest_from(&records)
+                    ),
+                ),
+                RollEnd::Failed(msg) => Outcome::new(
+                    exit::FAILED,
+                    format!(
+                        "upgrade stopped: {msg}\n  The state of every member and its backup are in the summary. \
+                         Members already upgraded stay on {version}.\n  To retry once the cause is fixed: {resume}\n  \
+                         To return the upgraded members (while the cluster version has not moved): {rollback_cmd}"
+                    ),
+                ),
+                RollEnd::NeedsAttention(msg) => Outcome::new(
+                    exit::NEEDS_ATTENTION,
+                    format!(
+                        "upgrade stopped, ACTION NEEDED: {msg}\n  Then check with: etcdroll status -i {inventory}\n  \
+                         and resume with: {resume}"
+                    ),
+                ),
+            };
+            (run.emit)(Event::UpgradeSummary {
+                rows: summary_rows(&records),
+            });
+            Flow::Stop(outcome)
+        })
+    }
+}
+
+impl Roll<'_> {
+    /// Wait until the cluster version reaches the target's minor. The leader
+    /// decides it every ~4 s (etcd's monitorVersions), and at once when a new term
+    /// begins: so if it has not moved yet, hand leadership to another upgraded
+    /// member to have it decided now instead of up to 4 s later. Then poll it,
+    /// never read it once.
+    pub async fn wait_cluster_version(&mut self) -> Result<String, String> {
+        let opts = self.ctx.opts;
+        let want = self.ctx.target.version.minor_floor();
+        let deadline = Deadline::after(opts.cluster_version_timeout, opts.poll_interval);
+        let mut last = String::new();
+        if self.cluster_version_reached(want).await.is_none() && want.can_move_leader() {
+            if let Some(leader) = self.current_leader().await {
+                let other =
+                    (0..self.members.len()).find(|&j| j != leader && self.members[j].view.id != 0);
+                if let Some(j) = other {
+                    let target_id = self.members[j].view.id;
+                    if let Some(c) = self.members[leader].view.client.as_mut() {
+                        let _ = c.move_leader(target_id).await;
+                    }
+                }
+            }
+        }
+        loop {
+            // Every member must have applied it: one that has not yet refuses
+            // the new version's calls ("not capable", seen on 3.5), which the
+            // final health check would take for a failure.
+            let mut reached = 0;
+            for m in self.members.iter_mut() {
+                if let Some(c) = m.view.client.as_mut() {
+                    if let Ok(v) = c.version().await {
+                        if Version::parse(&v.cluster).is_some_and(|c| c >= want) {
+                            reached += 1;
+                        }
+                        last = v.cluster;
+                    }
+                }
+            }
+            if reached == self.members.len() {
+                return Ok(last);
+            }
+            if !deadline.pause().await {
+                return Err(format!(
+                    "the cluster version is still {last} after {} (expected {}.{}); \
+                     every member runs the new version: check the leader's log",
+                    humantime::format_duration(opts.cluster_version_timeout),
+                    want.major,
+                    want.minor
+                ));
+            }
+        }
+    }
+
+    /// The cluster version, if it has reached `want`.
+    async fn cluster_version_reached(&mut self, want: Version) -> Option<String> {
+        for m in self.members.iter_mut() {
+            if let Some(c) = m.view.client.as_mut() {
+                if let Ok(v) = c.version().await {
+                    return Version::parse(&v.cluster)
+                        .filter(|c| *c >= want)
+                        .map(|_| v.cluster);
+                }
+            }
+        }
+        None
+    }
+
+    /// The etcdctl health check the guide ends with, on every member at once, in
+    /// the form the member's etcdctl and the cluster version allow (see
+    /// `commands::final_health`); the output is parsed, never the exit code.
+    pub async fn endpoint_health(&self, cluster_version: Version) -> Result<(), String> {
+        let ctx = self.ctx;
+        let checks = self.members.iter().map(|m| async move {
+            let l = m.link;
+            let etcdctl = if ctx.swap_etcdctl {
+                Some(ctx.target.version)
+            } else {
+                m.view
+                    .facts
+                    .as_ref()
+                    .and_then(|f| f.etcdctl_version.as_deref())
+                    .and_then(Version::parse)
+            };
+            let Some(etcdctl) = etcdctl else {
+                return Some(format!("{}: its etcdctl's version is unknown", l.name()));
+            };
+            let check = commands::final_health(&l.host.etcd, etcdctl, cluster_version);
+            let out = l
+                .run_privileged(&check.command, ctx.opts.command_timeout)
+                .await;
+            match out {
+                Ok(o) if (check.ok)(&o.stdout_text()) => None,
+                Ok(o) => Some(format!(
+                    "{}: {}: {}{}{}",
+                    l.name(),
+                    check.what,
+                    o.last_error_line(),
+                    known_tls_issue(&l.host.etcd.client_url, cluster_version),
+                    if o.stdout_text().contains("not capable") {
+                        // Seen in the lab: a 3.5 member replaying a WAL that still
+                        // begins in the 2.3 era keeps 2.3's capabilities.
+                        " (the member refuses v3 as \"not capable\": etcd 3.5 keeps the API capabilities of the \
+                         first cluster version in its WAL, so a cluster migrated from 2.3 that has taken no raft \
+                         snapshot since (fewer writes than --snapshot-count) serves no v3 on 3.5 — let it take a \
+                         snapshot on 3.4, e.g. restart it with a small --snapshot-count, then upgrade)"
+                    } else {
+                        ""
+                    }
+                )),
+                Err(e) => Some(format!("{}: {}: {e}", l.name(), check.what)),
+            }
+        });
+        let bad: Vec<String> = join_all(checks).await.into_iter().flatten().collect();
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("the final health check failed: {}", bad.join("; ")))
+        }
+    }
+}
+/// etcd < 3.1 built with Go > 1.7 breaks the v3 API over TLS: the guide's known
+/// issue, named in errors where it may be the cause.
+pub fn known_tls_issue(client_url: &str, version: Version) -> &'static str {
+    if client_url.starts_with("https://") && version < Version::new(3, 1, 0) {
+        " (known issue: etcd before 3.1 built with Go newer than 1.7 cannot serve the v3 API over TLS; \
+         use an official release build, or check through v2 and /health)"
+    } else {
+        ""
+    }
+}

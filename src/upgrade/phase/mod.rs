@@ -1,0 +1,180 @@
+//! The procedures as lists of phases (after k0sctl's `phase/`): `upgrade` is
+//! lock, pre-flight, recover, choose, stage, roll, finish; `rollback` and
+//! `backup` are lists of their own, and a path is one upgrade list per hop.
+//! Each phase does one thing and may undo it; the runner here owns what every
+//! procedure shares: the dry run, the operator's confirmation, and undoing the
+//! phases that ran, in reverse order, on every way out (the lock's release is
+//! one such undo).
+
+pub mod backup;
+pub mod choose;
+pub mod finish;
+pub mod lock;
+pub mod preflight;
+pub mod recover;
+pub mod roll;
+pub mod rollback;
+pub mod stage;
+
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+
+use crate::etcd::Version;
+use crate::events::{Emitter, Event};
+use crate::exit;
+
+use super::fleet::HostLink;
+use super::preflight::{ClusterView, SurveyLimits};
+use super::record::Records;
+use super::target::{Interrupt, RollOptions, Target};
+use roll::RollEnd;
+
+/// Shows the plan to the operator and returns whether to go ahead.
+pub type Confirm<'a> = Box<dyn Fn(&[String]) -> bool + Send + Sync + 'a>;
+
+/// How a procedure ended: cli turns it into the exit code and the last line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Outcome {
+    pub fn new(code: i32, message: impl Into<String>) -> Outcome {
+        Outcome {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn ok(message: impl Into<String>) -> Outcome {
+        Outcome::new(exit::OK, message)
+    }
+    pub fn refused(message: impl Into<String>) -> Outcome {
+        Outcome::new(exit::REFUSED, message)
+    }
+}
+
+/// Emits the run's last event and returns its exit code.
+pub fn finish(emit: &Emitter, outcome: Outcome) -> i32 {
+    emit(Event::RunFinished {
+        ok: outcome.code == exit::OK,
+        exit_code: outcome.code,
+        message: Some(outcome.message),
+    });
+    outcome.code
+}
+
+/// What a phase tells the runner.
+pub enum Flow {
+    Next,
+    Stop(Outcome),
+}
+
+/// Everything the phases of one procedure share, filled in as they run.
+pub struct Run<'a> {
+    pub links: &'a [HostLink],
+    pub opts: &'a RollOptions,
+    pub emit: &'a Emitter,
+    pub interrupt: &'a Interrupt,
+    pub records: Records,
+    pub started: Instant,
+    pub dry_run: bool,
+    pub confirm: &'a Confirm<'a>,
+    /// The version the pre-flight judges the cluster against (none: rollback).
+    pub survey_target: Option<Version>,
+    /// What the roll installs (for a rollback, the version each member returns to).
+    pub target: Target,
+    /// The pre-flight's view, once it ran.
+    pub view: Option<ClusterView>,
+    /// The members to change, by index, in the order chosen.
+    pub todo: Vec<usize>,
+    /// How the roll ended, for the finish.
+    pub roll_end: Option<RollEnd>,
+    /// The inventory path, for the commands the report tells the operator to run.
+    pub inventory: String,
+}
+
+impl Run<'_> {
+    pub fn limits(&self) -> SurveyLimits {
+        SurveyLimits {
+            command: self.opts.command_timeout,
+        }
+    }
+
+    /// The pre-flight's view; every phase after the pre-flight has one.
+    pub fn view(&mut self) -> &mut ClusterView {
+        self.view
+            .as_mut()
+            .expect("a phase that needs the cluster runs after the pre-flight")
+    }
+
+    /// The exit code for a refusal: unreachable hosts have their own.
+    pub fn refusal_code(&self) -> i32 {
+        unreachable_code(self.links).unwrap_or(exit::REFUSED)
+    }
+
+    pub fn warn(&self, host: Option<String>, message: String) {
+        (self.emit)(Event::Warning { host, message });
+    }
+}
+
+pub fn unreachable_code(links: &[HostLink]) -> Option<i32> {
+    links
+        .iter()
+        .any(|l| l.session().is_err())
+        .then_some(exit::UNREACHABLE)
+}
+
+/// One step of a procedure.
+pub trait Phase: Sync {
+    /// What the phase is, for logs (`-v`).
+    fn name(&self) -> &'static str;
+
+    /// The plan to show before this phase changes anything; None when it
+    /// changes nothing or an earlier phase's plan covered it.
+    fn plan(&self, _run: &Run<'_>) -> Option<Vec<String>> {
+        None
+    }
+
+    fn run<'r, 'a: 'r>(&'r self, run: &'r mut Run<'a>) -> BoxFuture<'r, Flow>;
+
+    /// Called on every way out once the phase ran, in reverse order.
+    fn undo<'r, 'a: 'r>(&'r self, _run: &'r mut Run<'a>, _end: &'r Outcome) -> BoxFuture<'r, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Runs the phases in order until one stops the procedure, then undoes the
+/// ones that ran, in reverse order. A phase with a plan is shown first: in a dry
+/// run the procedure ends there, and the operator may decline.
+pub async fn run_phases(phases: &[&dyn Phase], run: &mut Run<'_>) -> Outcome {
+    let mut done: Vec<&dyn Phase> = Vec::new();
+    let mut end = Outcome::ok("done");
+    for &phase in phases {
+        if let Some(steps) = phase.plan(run) {
+            if run.dry_run {
+                (run.emit)(Event::Plan { steps });
+                end = Outcome::ok("dry run: the pre-flight passed; nothing was changed");
+                break;
+            }
+            if !(run.confirm)(&steps) {
+                end = Outcome::refused("not confirmed; nothing was changed");
+                break;
+            }
+            (run.emit)(Event::Plan { steps });
+        }
+        tracing::debug!(target: "etcdroll::phase", phase = phase.name(), "running");
+        match phase.run(run).await {
+            Flow::Next => done.push(phase),
+            Flow::Stop(outcome) => {
+                end = outcome;
+                break;
+            }
+        }
+    }
+    for phase in done.iter().rev() {
+        phase.undo(run, &end).await;
+    }
+    end
+}

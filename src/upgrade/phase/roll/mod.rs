@@ -1,0 +1,296 @@
+//! The roll: replace one member at a time, followers first and the leader last
+//! (leadership handed over first where etcd can), each member's turn behind
+//! health and catch-up gates (`turn.rs`), with the old binary put back when a
+//! member does not come back healthy (`undo.rs`). `health.rs` holds the waits.
+
+mod health;
+pub mod turn;
+mod undo;
+
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+
+use super::{Flow, Phase, Run};
+use crate::etcd::{EtcdClient, Version};
+use crate::events::{Emitter, Event, MemberState, Step};
+use crate::upgrade::fleet::HostLink;
+use crate::upgrade::preflight::MemberView;
+use crate::upgrade::record::{Record, Records};
+use crate::upgrade::target::{Interrupt, RollOptions, Target};
+
+pub use health::Deadline;
+
+/// How a roll ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RollEnd {
+    Completed,
+    Interrupted,
+    /// A member failed; the message says which and what was done about it.
+    Failed(String),
+    /// A member may be down: the operator must act.
+    NeedsAttention(String),
+}
+
+/// One member during the roll: how to reach it, what is known of it, and its
+/// record in the run's report.
+pub struct Member<'r> {
+    pub link: &'r HostLink,
+    pub view: &'r mut MemberView,
+    pub record: Record,
+}
+
+impl Member<'_> {
+    pub fn name(&self) -> &str {
+        self.link.name()
+    }
+    fn client(&mut self) -> Option<&mut EtcdClient> {
+        self.view.client.as_mut()
+    }
+}
+
+/// What every member's turn reads and none changes.
+#[derive(Clone, Copy)]
+pub struct Ctx<'r> {
+    pub target: &'r Target,
+    pub opts: &'r RollOptions,
+    pub emit: &'r Emitter,
+    pub interrupt: &'r Interrupt,
+    pub started: Instant,
+    /// The new etcdctl was staged and is swapped with etcd.
+    pub swap_etcdctl: bool,
+}
+
+impl Ctx<'_> {
+    fn step(&self, m: &Member, step: Step, detail: Option<String>) {
+        m.record.update(|r| r.step = Some(step));
+        (self.emit)(Event::Step {
+            host: m.name().to_string(),
+            step,
+            detail,
+        });
+    }
+
+    fn warn(&self, m: &Member, message: String) {
+        (self.emit)(Event::Warning {
+            host: Some(m.name().to_string()),
+            message,
+        });
+    }
+
+    fn since_start(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// The members and the run's context, for one roll (or one recovery, or the
+/// finish's checks).
+pub struct Roll<'r> {
+    pub members: Vec<Member<'r>>,
+    pub ctx: Ctx<'r>,
+    pub cluster_version: Option<Version>,
+}
+
+impl<'r> Roll<'r> {
+    /// The roll over the run's members, reporting into `records`.
+    pub fn enter(run: &'r mut Run<'_>, records: Records, swap_etcdctl: bool) -> Roll<'r> {
+        let view = run
+            .view
+            .as_mut()
+            .expect("the roll runs after the pre-flight");
+        let cluster_version = view.cluster_version;
+        let members = view
+            .members
+            .iter_mut()
+            .zip(run.links)
+            .enumerate()
+            .map(|(i, (view, link))| Member {
+                link,
+                view,
+                record: Record::new(records.clone(), i),
+            })
+            .collect();
+        Roll {
+            members,
+            ctx: Ctx {
+                target: &run.target,
+                opts: run.opts,
+                emit: run.emit,
+                interrupt: run.interrupt,
+                started: run.started,
+                swap_etcdctl,
+            },
+            cluster_version,
+        }
+    }
+
+    /// Roll every member in `todo`, one at a time.
+    pub async fn run(&mut self, todo: Vec<usize>) -> RollEnd {
+        let ctx = self.ctx;
+        let mut remaining = todo;
+        for &i in &remaining {
+            ctx.step(&self.members[i], Step::Waiting, None);
+        }
+        while !remaining.is_empty() {
+            if ctx.interrupt.requested() {
+                return RollEnd::Interrupted;
+            }
+            let leader = self.current_leader().await;
+            let pick = remaining
+                .iter()
+                .position(|&i| Some(i) != leader)
+                .unwrap_or(0);
+            let i = remaining.remove(pick);
+            if Some(i) == leader && self.members.len() > 1 {
+                self.move_leadership_away(i).await;
+            }
+            if let Err(end) = self.upgrade_member(i).await {
+                return end;
+            }
+            self.emit_cluster().await;
+            if !ctx.opts.settle.is_zero() && !remaining.is_empty() {
+                ctx.step(
+                    &self.members[remaining[0]],
+                    Step::Waiting,
+                    Some(format!(
+                        "settling {}",
+                        humantime::format_duration(ctx.opts.settle)
+                    )),
+                );
+                tokio::time::sleep(ctx.opts.settle).await;
+            }
+        }
+        RollEnd::Completed
+    }
+
+    /// The index of the member that is leader now (leadership moves during a roll).
+    pub(in crate::upgrade::phase) async fn current_leader(&mut self) -> Option<usize> {
+        let mut leader_id = None;
+        for m in self.members.iter_mut() {
+            if let Some(c) = m.client() {
+                if let Ok(s) = c.status().await {
+                    m.view.id = s.member_id;
+                    m.view.leader_id = s.leader;
+                    leader_id = Some(s.leader);
+                    break;
+                }
+            }
+        }
+        let leader_id = leader_id?;
+        self.members.iter().position(|m| m.view.id == leader_id)
+    }
+
+    /// Hand leadership to another member before stopping the leader (etcd ≥ 3.3),
+    /// preferring one already upgraded. Best effort: etcd also hands over on a
+    /// graceful stop.
+    async fn move_leadership_away(&mut self, i: usize) {
+        let ctx = self.ctx;
+        let running = self.members[i].view.running;
+        if !running.is_some_and(Version::can_move_leader) {
+            ctx.warn(
+                &self.members[i],
+                format!(
+                    "leadership could not be moved: etcd {} has no move-leader (it came in 3.3); \
+                     the leader goes last and the cluster elects another as it stops",
+                    fmt_version(running)
+                ),
+            );
+            return;
+        }
+        let upgraded: Vec<usize> = (0..self.members.len())
+            .filter(|&j| self.members[j].record.read(|r| r.state) == Some(MemberState::Upgraded))
+            .collect();
+        let candidate = upgraded
+            .into_iter()
+            .chain(0..self.members.len())
+            .find(|&j| j != i && self.members[j].view.id != 0);
+        let Some(j) = candidate else { return };
+        let target_id = self.members[j].view.id;
+        let to = format!("to {}", self.members[j].name());
+        let m = &mut self.members[i];
+        ctx.step(m, Step::MovingLeader, Some(to));
+        if let Some(c) = m.client() {
+            if let Err(e) = c.move_leader(target_id).await {
+                ctx.warn(
+                    m,
+                    format!("could not move leadership away ({e}); etcd will hand it over when it stops"),
+                );
+                return;
+            }
+        }
+        // Wait (briefly) until the member sees the new leader.
+        let deadline = Deadline::after(Duration::from_secs(5), ctx.opts.poll_interval);
+        loop {
+            if let Some(c) = m.client() {
+                if let Ok(s) = c.status().await {
+                    if s.leader != s.member_id && s.leader != 0 {
+                        return;
+                    }
+                }
+            }
+            if !deadline.pause().await {
+                return;
+            }
+        }
+    }
+
+    /// The cluster's state after a member's turn: version, leader, health.
+    pub async fn emit_cluster(&mut self) {
+        let healthy = self
+            .all_health()
+            .await
+            .iter()
+            .filter(|(_, h)| matches!(h, Ok(h) if h.healthy))
+            .count();
+        let mut cluster_version = String::new();
+        let mut leader = None;
+        for m in self.members.iter_mut() {
+            let name = m.name().to_string();
+            if let Some(c) = m.client() {
+                if cluster_version.is_empty() {
+                    if let Ok(v) = c.version().await {
+                        cluster_version = v.cluster;
+                    }
+                }
+                if let Ok(s) = c.status().await {
+                    if s.leader == s.member_id {
+                        leader = Some(name);
+                    }
+                }
+            }
+        }
+        (self.ctx.emit)(Event::Cluster {
+            name: None,
+            cluster_version,
+            leader,
+            healthy,
+            members: self.members.len(),
+        });
+    }
+}
+
+/// The roll as a phase: its plan was shown by the stage phase, and how it ended
+/// is reported by the finish.
+pub struct RollMembers;
+
+impl Phase for RollMembers {
+    fn name(&self) -> &'static str {
+        "roll"
+    }
+
+    fn run<'r, 'a: 'r>(&'r self, run: &'r mut Run<'a>) -> BoxFuture<'r, Flow> {
+        Box::pin(async move {
+            let todo = run.todo.clone();
+            let records = run.records.clone();
+            let swap_etcdctl = run.target.etcdctl.is_some();
+            let end = Roll::enter(run, records, swap_etcdctl).run(todo).await;
+            run.roll_end = Some(end);
+            Flow::Next
+        })
+    }
+}
+
+pub fn fmt_version(v: Option<Version>) -> String {
+    v.map(|v| v.to_string())
+        .unwrap_or_else(|| "the old version".into())
+}
