@@ -108,84 +108,38 @@ pub struct HostFacts {
     pub v2store: Option<String>,
 }
 
-/// One shell script that prints `key=value` lines with every fact the pre-flight needs.
-/// It changes nothing on the host. `turn_file` is where restart scripts leave their
-/// turn file.
+/// The probe and its helper, kept as scripts (`probe.sh`, `ctl-version.sh`).
+const PROBE_SH: &str = include_str!("probe.sh");
+const CTL_VERSION_SH: &str = include_str!("ctl-version.sh");
+
+/// One shell script that prints `key=value` lines with every fact the pre-flight
+/// needs. It changes nothing on the host. `turn_file` is where restart scripts
+/// leave their turn file.
 pub fn probe(v: &EtcdVars, turn_file: &str) -> RemoteCommand {
-    let status = service_status(v);
-    let script = format!(
-        r#"B={b}; C={c}; D={d}; K={k}; T={t}
-[ -f "$T" ] && echo "unfinished_turn=$(head -n 1 "$T")"
-v() {{ "$1" --version 2>/dev/null | sed -n 's/^etcd Version: *//p' | head -n 1; }}
-{ctl_version}
-echo "user=$(id -un)"
-[ -x "$B" ] && echo "binary_version=$(v "$B")" && echo "binary_stat=$(stat -c '%a %u:%g' "$B")"
-[ -x "$B.old" ] && echo "old_binary_version=$(v "$B.old")"
-[ -e "$B.new" ] && echo "new_binary_present=1"
-[ -x "$C" ] && echo "etcdctl_version=$(ctl_version "$C")"
-if {status} >/dev/null 2>&1; then echo service_active=1; else echo service_active=0; fi
-[ -d "$D" ] && echo data_dir_exists=1 && echo "data_kib=$(du -sk "$D" 2>/dev/null | cut -f1)"
-[ -f "$D/member/snap/db" ] && echo has_v3_data=1
-p="$K"; while [ ! -d "$p" ] && [ "$p" != / ] && [ -n "$p" ]; do p=$(dirname "$p"); done
-echo "backup_free_kib=$(df -Pk "$p" 2>/dev/null | awk 'NR==2 {{print $4}}')"
-{member_settings}
-exit 0"#,
-        b = quote(&v.binary),
-        c = quote(&v.etcdctl_binary),
-        d = quote(&v.data_dir),
-        k = quote(&v.backup_dir),
-        t = quote(turn_file),
-        ctl_version = ETCDCTL_VERSION_FN,
-        member_settings = MEMBER_SETTINGS_SH.replace(
-            "@SYSTEMD_UNIT@",
-            &match v.service_manager {
-                ServiceManager::Systemd => quote(&v.service),
-                ServiceManager::Command => "''".into(),
-            }
-        ),
-    );
-    RemoteCommand::script(&script)
+    let unit = match v.service_manager {
+        ServiceManager::Systemd => v.service.as_str(),
+        ServiceManager::Command => "",
+    };
+    RemoteCommand::new("sh")
+        .arg("-c")
+        .arg(format!("{CTL_VERSION_SH}\n{PROBE_SH}"))
+        .arg("etcdroll-probe")
+        .arg(&v.binary)
+        .arg(&v.etcdctl_binary)
+        .arg(&v.data_dir)
+        .arg(&v.backup_dir)
+        .arg(turn_file)
+        .arg(service_status(v).as_str())
+        .arg(unit)
 }
-
-/// The running member's process and the settings the guides' rules ask about,
-/// read from `/proc/PID/cmdline` and `/proc/PID/environ` (what etcd really got,
-/// whatever unit, env file or wrapper set it). The process is the unit's MainPID
-/// under systemd, else the one whose executable is the binary (or its saved
-/// `.old`, after a swap). Also `etcdutl check v2store` where it exists (3.5.32+).
-const MEMBER_SETTINGS_SH: &str = r#"U=@SYSTEMD_UNIT@; pid=
-[ -n "$U" ] && pid=$(systemctl show -p MainPID --value "$U" 2>/dev/null)
-if [ -z "$pid" ] || [ "$pid" = 0 ]; then
-  pid=; real=$(readlink -f "$B" 2>/dev/null)
-  for p in /proc/[0-9]*; do
-    e=$(readlink "$p/exe" 2>/dev/null) || continue
-    case "$e" in "$real"|"$real.old"|"$real (deleted)") pid=${p#/proc/}; break;; esac
-  done
-fi
-if [ -n "$pid" ]; then
-  echo "pid=$pid"
-  tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | grep -a -E '^--?(enable-v2|experimental-)' | sed "s|^|setting=/proc/$pid/cmdline |"
-  tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -a -E '^ETCD_(ENABLE_V2|EXPERIMENTAL_)' | sed "s|^|setting=/proc/$pid/environ |"
-fi
-E="$(dirname "$B")/etcdutl"
-if [ -x "$E" ] && "$E" check v2store --help >/dev/null 2>&1; then
-  if o=$("$E" check v2store --data-dir "$D" 2>&1); then echo v2store=clean; else echo "v2store=$(printf '%s' "$o" | tail -n 1)"; fi
-fi"#;
-
-/// `ctl_version PATH` prints an etcdctl's version on every release: 3.x answers
-/// `version` only with `ETCDCTL_API=3` before 3.4 ("etcdctl version: 3.0.16"),
-/// 2.3 has no `version` command but `--version` ("etcdctl version 2.3.7").
-const ETCDCTL_VERSION_FN: &str = r#"ctl_version() {
-  x=$(ETCDCTL_API=3 "$1" version 2>/dev/null | sed -n 's/^etcdctl version:* *//p' | sed -n 1p)
-  [ -n "$x" ] || x=$("$1" --version 2>/dev/null | sed -n 's/^etcdctl version:* *//p' | sed -n 1p)
-  printf '%s\n' "$x"
-}"#;
 
 /// Prints the version of the etcdctl at `path`, empty when it does not run.
 pub fn etcdctl_version(path: &str) -> RemoteCommand {
-    RemoteCommand::script(&format!(
-        "{ETCDCTL_VERSION_FN}\nctl_version {}",
-        quote(path)
-    ))
+    RemoteCommand::new("sh")
+        .arg("-c")
+        .arg(format!("{CTL_VERSION_SH}\nctl_version \"$1\""))
+        .arg("etcdroll-ctl-version")
+        .arg(path)
 }
 
 pub fn parse_probe(out: &str) -> HostFacts {
@@ -400,143 +354,5 @@ pub fn endpoint_health_ok(out: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn probe_output_parses() {
-        let out = "user=root\nbinary_version=3.4.23\nbinary_stat=755 0:0\nnew_binary_present=1\n\
-                   etcdctl_version=3.4.23\nservice_active=1\ndata_dir_exists=1\ndata_kib=124\n\
-                   has_v3_data=1\nbackup_free_kib=99999\n";
-        let f = parse_probe(out);
-        assert_eq!(f.binary_version.as_deref(), Some("3.4.23"));
-        assert_eq!(f.binary_mode.as_deref(), Some("755"));
-        assert_eq!(f.binary_owner.as_deref(), Some("0:0"));
-        assert!(f.new_binary_present && f.service_active && f.has_v3_data && f.data_dir_exists);
-        assert_eq!(f.data_kib, 124);
-        assert_eq!(f.backup_free_kib, Some(99999));
-        assert_eq!(f.old_binary_version, None);
-    }
-
-    #[test]
-    fn final_health_reads_both_etcdctl_outputs() {
-        let v2 = "member 8e9e05c52164694d is healthy: got healthy result from http://127.0.0.1:2379\n\
-                  member 91bc3c398fb3c146 is healthy: got healthy result from http://10.0.1.2:2379\n\
-                  cluster is healthy\n";
-        assert!(cluster_health_v2_ok(v2));
-        let one_down = "member 8e9e05c52164694d is healthy: got healthy result from http://127.0.0.1:2379\n\
-                        member 91bc3c398fb3c146 is unreachable: [http://10.0.1.2:2379] are all unreachable\n\
-                        cluster is healthy\n";
-        assert!(
-            !cluster_health_v2_ok(one_down),
-            "exit 0 and 'cluster is healthy' do not count"
-        );
-        assert!(!cluster_health_v2_ok(
-            "Error: client: etcd cluster is unavailable\n"
-        ));
-        assert!(endpoint_health_ok(
-            "http://127.0.0.1:2379 is healthy: successfully committed proposal: took = 1.2ms\n"
-        ));
-        assert!(!endpoint_health_ok(
-            "http://127.0.0.1:2379 is unhealthy: failed to commit proposal: context deadline exceeded\n"
-        ));
-        let plain = EtcdVars::default();
-        let v = |s| Version::parse(s).unwrap();
-        assert_eq!(
-            final_health(&plain, v("2.3.7"), v("3.0.0")).what,
-            "etcdctl cluster-health (v2)"
-        );
-        assert_eq!(
-            final_health(&plain, v("3.0.16"), v("2.3.0")).what,
-            "etcdctl cluster-health (v2)"
-        );
-        assert_eq!(
-            final_health(&plain, v("3.0.16"), v("3.0.0")).what,
-            "etcdctl endpoint health"
-        );
-        let tls = EtcdVars {
-            client_url: "https://127.0.0.1:2379".into(),
-            ..EtcdVars::default()
-        };
-        assert_eq!(
-            final_health(&tls, v("3.0.16"), v("3.0.0")).what,
-            "etcdctl cluster-health (v2)"
-        );
-        assert_eq!(
-            final_health(&tls, v("3.1.20"), v("3.1.0")).what,
-            "etcdctl endpoint health"
-        );
-    }
-
-    /// `ctl_version` reads every etcdctl's version, each its own way (2.3:
-    /// `--version`; 3.0–3.3: `version` only with ETCDCTL_API=3). Real binaries
-    /// from scripts/prepare; a version not installed is skipped loudly.
-    #[test]
-    fn etcdctl_versions_are_read_from_every_release() {
-        let cache = concat!(env!("CARGO_MANIFEST_DIR"), "/target/etcd");
-        let mut seen = 0;
-        for v in ["2.3.7", "3.0.16", "3.3.27", "3.5.0"] {
-            let ctl = format!("{cache}/{v}/etcdctl");
-            if !std::path::Path::new(&ctl).exists() {
-                eprintln!("!!!!! etcdctl {v} not installed (scripts/prepare): SKIPPED !!!!!");
-                continue;
-            }
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(etcdctl_version(&ctl).as_str())
-                .output()
-                .unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), v);
-            seen += 1;
-        }
-        if std::path::Path::new("/usr/bin/etcdctl").exists() {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(etcdctl_version("/usr/bin/etcdctl").as_str())
-                .output()
-                .unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3.4.23");
-            seen += 1;
-        }
-        let builds = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/etcd-builds");
-        if std::env::var_os("ETCDROLL_REQUIRE_LAB").is_some()
-            && std::path::Path::new(builds).is_dir()
-        {
-            assert_eq!(seen, 5, "scripts/test installs every one of them");
-        }
-    }
-
-    /// The probe script is plain sh: run it locally against a fake layout.
-    #[test]
-    fn probe_runs_in_sh_and_changes_nothing() {
-        let dir = std::env::temp_dir().join(format!("etcdroll-probe-{}", std::process::id()));
-        let bin = dir.join("bin dir");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::fs::create_dir_all(dir.join("data/member/snap")).unwrap();
-        std::fs::write(dir.join("data/member/snap/db"), b"x").unwrap();
-        let etcd = bin.join("etcd");
-        std::fs::write(&etcd, "#!/bin/sh\necho 'etcd Version: 3.4.23'\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&etcd, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let vars = EtcdVars {
-            binary: etcd.display().to_string(),
-            etcdctl_binary: bin.join("etcdctl").display().to_string(),
-            data_dir: dir.join("data").display().to_string(),
-            backup_dir: dir.join("backups/not/yet").display().to_string(),
-            service_manager: ServiceManager::Command,
-            status_cmd: Some("true".into()),
-            ..crate::inventory::EtcdVars::default()
-        };
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(probe(&vars, &dir.join("run/etcdroll.turn").display().to_string()).as_str())
-            .output()
-            .unwrap();
-        let f = parse_probe(&String::from_utf8_lossy(&out.stdout));
-        assert_eq!(f.binary_version.as_deref(), Some("3.4.23"));
-        assert!(f.has_v3_data && f.service_active && f.data_dir_exists);
-        assert!(f.backup_free_kib.unwrap_or(0) > 0);
-        assert!(!dir.join("backups").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+#[path = "commands_tests.rs"]
+mod tests;
