@@ -2,7 +2,7 @@
 //! service, backing it up, staging and swapping binaries. Built here, run by the
 //! engine through an SSH session; every value is quoted by `RemoteCommand`.
 
-use crate::inventory::{EtcdVars, ServiceManager};
+use crate::etcd::{EtcdVars, ServiceManager};
 use crate::ssh::{quote, RemoteCommand};
 
 use super::Version;
@@ -478,7 +478,7 @@ mod tests {
             service_manager: ServiceManager::Command,
             start_cmd: Some(format!("touch {}", quote(&started.display().to_string()))),
             stop_cmd: Some("true".into()),
-            ..crate::inventory::EtcdVars::default()
+            ..crate::etcd::EtcdVars::default()
         };
         let t = turn.display().to_string();
         let script = restart_with_swap(
@@ -525,7 +525,7 @@ mod tests {
             backup_dir: dir.join("backups/not/yet").display().to_string(),
             service_manager: ServiceManager::Command,
             status_cmd: Some("true".into()),
-            ..crate::inventory::EtcdVars::default()
+            ..crate::etcd::EtcdVars::default()
         };
         let out = std::process::Command::new("sh")
             .arg("-c")

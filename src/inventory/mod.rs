@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::etcd::{EtcdVars, ServiceManager};
+
 /// The hosts of the selected group.
 #[derive(Debug)]
 pub struct Inventory {
@@ -63,57 +65,6 @@ pub struct Host {
     pub new_etcdctl: Option<PathBuf>,
     pub etcd: EtcdVars,
     pub location: Location,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct EtcdVars {
-    pub binary: String,
-    pub etcdctl_binary: String,
-    pub etcdutl_binary: Option<String>,
-    pub data_dir: String,
-    pub client_url: String,
-    pub service: String,
-    pub service_manager: ServiceManager,
-    pub start_cmd: Option<String>,
-    pub stop_cmd: Option<String>,
-    pub status_cmd: Option<String>,
-    pub logs_cmd: Option<String>,
-    pub backup_dir: String,
-    pub cacert: Option<String>,
-    pub cert: Option<String>,
-    pub key: Option<String>,
-    /// kubespray's `etcd_member_name`.
-    pub member_name: Option<String>,
-}
-
-impl Default for EtcdVars {
-    fn default() -> Self {
-        EtcdVars {
-            binary: "/usr/local/bin/etcd".into(),
-            etcdctl_binary: "/usr/local/bin/etcdctl".into(),
-            etcdutl_binary: None,
-            data_dir: "/var/lib/etcd".into(),
-            client_url: "http://127.0.0.1:2379".into(),
-            service: "etcd".into(),
-            service_manager: ServiceManager::Systemd,
-            start_cmd: None,
-            stop_cmd: None,
-            status_cmd: None,
-            logs_cmd: None,
-            backup_dir: "/var/backups/etcdroll".into(),
-            cacert: None,
-            cert: None,
-            key: None,
-            member_name: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ServiceManager {
-    #[default]
-    Systemd,
-    Command,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
