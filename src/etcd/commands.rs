@@ -2,7 +2,7 @@
 //! service, backing it up, staging and swapping binaries. Built here, run by the
 //! engine through an SSH session; every value is quoted by `RemoteCommand`.
 
-use crate::inventory::{EtcdVars, ServiceManager};
+use crate::etcd::{EtcdVars, ServiceManager};
 use crate::ssh::{quote, RemoteCommand};
 
 use super::Version;

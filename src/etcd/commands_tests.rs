@@ -122,7 +122,7 @@ fn probe_runs_in_sh_and_changes_nothing() {
         backup_dir: dir.join("backups/not/yet").display().to_string(),
         service_manager: ServiceManager::Command,
         status_cmd: Some("true".into()),
-        ..crate::inventory::EtcdVars::default()
+        ..crate::etcd::EtcdVars::default()
     };
     std::fs::create_dir_all(dir.join("run")).unwrap();
     std::fs::write(

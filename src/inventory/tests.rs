@@ -1,3 +1,4 @@
+use super::host::from_ssh_args;
 use super::*;
 
 const YAML: &str = "\

@@ -7,9 +7,9 @@
 use std::time::{Instant, SystemTime};
 
 use super::{Ctx, Roll, RollEnd};
+use crate::etcd::EtcdVars;
 use crate::etcd::{commands, Version};
 use crate::events::{Event, MemberState, Step};
-use crate::inventory::EtcdVars;
 use crate::ssh::RemoteCommand;
 
 /// The restart script, kept as a script; its values come as positional arguments.

@@ -6,7 +6,7 @@ use super::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::inventory::{EtcdVars, ServiceManager};
+use crate::etcd::{EtcdVars, ServiceManager};
 
 const SHELLS: &[&str] = &["sh", "dash", "bash"];
 

@@ -1,0 +1,67 @@
+//! What can go wrong talking to a host. Every variant names the host, so a
+//! message printed for one host of many says which one it was about, and callers
+//! branch on the kind (unreachable or not) rather than on the text.
+
+use std::time::Duration;
+
+/// Everything that can go wrong talking to a host, each naming the host.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("{host}: cannot reach {addr}: {reason}")]
+    Unreachable {
+        host: String,
+        addr: String,
+        reason: String,
+    },
+    #[error("{host}: host key check failed: {reason}")]
+    HostKey { host: String, reason: String },
+    #[error("{host}: authentication as {user} failed: {reason}")]
+    Auth {
+        host: String,
+        user: String,
+        reason: String,
+    },
+    #[error("{host}: {step} timed out after {}", humantime::format_duration(*limit))]
+    Timeout {
+        host: String,
+        step: String,
+        limit: Duration,
+    },
+    #[error("{host}: {step}: {reason}")]
+    Channel {
+        host: String,
+        step: String,
+        reason: String,
+    },
+}
+
+impl SshError {
+    /// True when the host could not be logged into at all (Ansible's "unreachable").
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            SshError::Unreachable { .. } | SshError::HostKey { .. } | SshError::Auth { .. }
+        )
+    }
+
+    /// A jump host's failure, told as the failure of the host `behind` it.
+    pub(super) fn behind_jump(self, behind: &str) -> SshError {
+        match self {
+            SshError::Unreachable { host, addr, reason } => SshError::Unreachable {
+                host: behind.to_string(),
+                addr,
+                reason: format!("jump host {host}: {reason}"),
+            },
+            SshError::HostKey { host, reason } => SshError::HostKey {
+                host: behind.to_string(),
+                reason: format!("jump host {host}: {reason}"),
+            },
+            SshError::Auth { host, user, reason } => SshError::Auth {
+                host: behind.to_string(),
+                user,
+                reason: format!("jump host {host}: {reason}"),
+            },
+            other => other,
+        }
+    }
+}
