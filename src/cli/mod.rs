@@ -1,24 +1,28 @@
 //! The command line: parse arguments, load the inventory, connect, pick the UI,
 //! run a command, map the outcome to an exit code.
 
+mod args;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::etcd::Version;
 use crate::events::Emitter;
 use crate::exit;
-use crate::inventory::{self, LoadOptions, Secret};
+use crate::inventory::{self, LoadOptions};
 use crate::journal;
-use crate::ssh::{Connector, Payload, SshOptions};
-use crate::ui::{OutputFormat, Ui};
+use crate::ssh::Connector;
+use crate::ui::Ui;
 use crate::upgrade::lock::{self, LockInfo};
 use crate::upgrade::procedures::{self, LockRequest, UpgradeRequest};
-use crate::upgrade::roll::{Interrupt, Records, RollOptions, Target};
-use crate::upgrade::{self, adhoc, HostLink, ReachOptions};
+use crate::upgrade::roll::{Interrupt, Records, Target};
+use crate::upgrade::{self, adhoc, HostLink};
+
+pub use args::{parse_duration, Common, TargetArgs, Waits};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -110,260 +114,6 @@ pub enum Command {
         #[command(flatten)]
         waits: Waits,
     },
-}
-
-/// The binaries to upgrade to.
-#[derive(Args, Debug, Clone)]
-pub struct TargetArgs {
-    /// The new etcd binary (on this machine; uploaded to every member). Give it
-    /// once per minor to walk a whole path in one run (3.2 → 3.3 → 3.4 → 3.5):
-    /// each with the etcdctl beside it, all staged first, one rolling upgrade per hop.
-    #[arg(long, value_name = "PATH")]
-    pub binary: Vec<PathBuf>,
-    /// The new etcdctl, installed beside etcd and swapped with it.
-    #[arg(long, value_name = "PATH")]
-    pub etcdctl: Option<PathBuf>,
-    /// The version the binary is, when it cannot run on this machine (it is
-    /// checked again by running it on every host).
-    #[arg(long, value_name = "X.Y.Z")]
-    pub target_version: Option<String>,
-}
-
-/// Limits of the waits during an upgrade.
-#[derive(Args, Debug, Clone)]
-pub struct Waits {
-    /// How long a restarted member may take to be healthy on the new version.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub health_timeout: Duration,
-    /// How long a member may take to catch up with the leader's raft index.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
-    pub catch_up_timeout: Duration,
-    /// How long the cluster version may take to reach the new minor at the end.
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
-    pub cluster_version_timeout: Duration,
-    /// Limit for an upload that makes no progress.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub upload_stall_timeout: Duration,
-    /// Interval of health and catch-up polls.
-    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = parse_duration)]
-    pub poll_interval: Duration,
-}
-
-impl Waits {
-    fn roll_options(&self, common: &Common, settle: Duration) -> RollOptions {
-        RollOptions {
-            run_id: run_id(),
-            command_timeout: common.command_timeout,
-            upload_stall_timeout: self.upload_stall_timeout,
-            health_timeout: self.health_timeout,
-            catch_up_timeout: self.catch_up_timeout,
-            cluster_version_timeout: self.cluster_version_timeout,
-            poll_interval: self.poll_interval,
-            settle,
-        }
-    }
-}
-
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{:x}{:04x}", nanos / 1_000_000, std::process::id() & 0xffff)
-}
-
-impl TargetArgs {
-    /// The target version: stated, or read by running the binary here.
-    fn version(&self) -> Result<Option<Version>, String> {
-        if let Some(v) = &self.target_version {
-            return Version::parse(v)
-                .map(Some)
-                .ok_or_else(|| format!("--target-version {v:?} is not a version like 3.5.1"));
-        }
-        let mut lowest: Option<Version> = None;
-        for bin in &self.binary {
-            let v = binary_version(bin)?;
-            lowest = Some(lowest.map_or(v, |l| l.min(v)));
-        }
-        Ok(lowest)
-    }
-
-    fn load(&self) -> Result<Target, String> {
-        if self.binary.len() > 1 {
-            return self.load_path();
-        }
-        let version = self.version()?.ok_or("--binary is required")?;
-        let etcd = read_payload(self.binary.first().ok_or("--binary is required")?)?;
-        let etcdctl = self.etcdctl.as_deref().map(read_payload).transpose()?;
-        Ok(Target::new(version, etcd, etcdctl))
-    }
-
-    /// Several `--binary`: a path, one hop per binary, ordered by version, each
-    /// step one etcd allows, each binary with the etcdctl beside it (if any).
-    fn load_path(&self) -> Result<Target, String> {
-        if self.etcdctl.is_some() || self.target_version.is_some() {
-            return Err(
-                "with several --binary, each takes the etcdctl beside it and its own version: \
-                        --etcdctl and --target-version apply to a single --binary"
-                    .into(),
-            );
-        }
-        let mut hops = Vec::new();
-        for bin in &self.binary {
-            let version = binary_version(bin)?;
-            let ctl = bin.with_file_name("etcdctl");
-            let etcdctl = ctl.is_file().then(|| read_payload(&ctl)).transpose()?;
-            hops.push(Target::new(version, read_payload(bin)?, etcdctl));
-        }
-        hops.sort_by_key(|t| t.version);
-        for pair in hops.windows(2) {
-            let (a, b) = (pair[0].version, pair[1].version);
-            match crate::etcd::upgrade_step(a, b) {
-                crate::etcd::UpgradeStep::Patch | crate::etcd::UpgradeStep::NextMinor => {}
-                crate::etcd::UpgradeStep::AlreadyThere => {
-                    return Err(format!(
-                        "--binary: two binaries are etcd {a}: give each version once"
-                    ))
-                }
-                crate::etcd::UpgradeStep::Refused(why) => {
-                    return Err(format!(
-                        "--binary path: {a} → {b} is not an upgrade etcd supports: {why}"
-                    ))
-                }
-            }
-        }
-        let mut first = hops.remove(0);
-        first.then = hops;
-        Ok(first)
-    }
-}
-
-fn read_payload(p: &std::path::Path) -> Result<Payload, String> {
-    Payload::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
-}
-
-/// An etcd binary's version, read by running it here.
-fn binary_version(bin: &PathBuf) -> Result<Version, String> {
-    {
-        let out = std::process::Command::new(bin).arg("--version").output().map_err(|e| {
-            format!(
-                "cannot run {} here to read its version ({e}); if it is for another architecture, pass --target-version",
-                bin.display()
-            )
-        })?;
-        Version::from_version_output(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
-            format!(
-                "{} --version does not print an etcd version: is it an etcd binary? (pass --target-version if it cannot run here)",
-                bin.display()
-            )
-        })
-    }
-}
-
-/// Options every command takes.
-#[derive(Args, Debug, Clone)]
-pub struct Common {
-    /// Ansible inventory, YAML or INI.
-    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
-    pub inventory: PathBuf,
-    /// Inventory group holding the etcd members.
-    #[arg(long, default_value = "etcd")]
-    pub group: String,
-    /// More detail on stderr: -v each remote command with its duration and exit
-    /// status, -vv also each HTTP request to etcd, -vvv also the SSH layer (host
-    /// key, algorithms, authentication). Never secrets, never in the JSON stream.
-    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Only these hosts: names or globs, comma-separated; `!pat` excludes.
-    #[arg(short = 'l', long, value_name = "PATTERN")]
-    pub limit: Option<String>,
-    /// Login user for every host (overrides ansible_user).
-    #[arg(short = 'u', long)]
-    pub user: Option<String>,
-    /// Private key file, tried before ssh-agent (repeatable).
-    #[arg(long = "private-key", value_name = "FILE")]
-    pub private_keys: Vec<PathBuf>,
-    /// Extra known_hosts file (repeatable); ~/.ssh/known_hosts and
-    /// /etc/ssh/ssh_known_hosts are always read.
-    #[arg(long = "known-hosts", value_name = "FILE")]
-    pub known_hosts: Vec<PathBuf>,
-    /// Record host keys not yet known instead of refusing them. A CHANGED key is
-    /// always refused.
-    #[arg(long)]
-    pub accept_new_host_keys: bool,
-    /// Jump host(s) for every host: [user@]host[:port][,...] (like ssh -J).
-    #[arg(short = 'J', long = "jump", value_name = "HOPS")]
-    pub jump: Option<String>,
-    /// ssh_config file (default ~/.ssh/config when it exists), resolved by OpenSSH's
-    /// own `ssh -G`: Host, Match, Include, HostName, User, Port, IdentityFile,
-    /// ProxyJump, UserKnownHostsFile.
-    #[arg(short = 'F', long = "ssh-config", value_name = "FILE")]
-    pub ssh_config: Option<PathBuf>,
-    /// Run privileged steps with sudo on every host (like ansible_become).
-    #[arg(short = 'b', long = "become")]
-    pub become_: bool,
-    /// Ask once for the sudo password (else ETCDROLL_BECOME_PASS, else the
-    /// inventory's ansible_become_pass). It is fed to sudo on stdin only.
-    #[arg(short = 'K', long)]
-    pub ask_become_pass: bool,
-    /// Do not use ssh-agent.
-    #[arg(long)]
-    pub no_agent: bool,
-    /// Output: bars on a terminal (else plain lines), plain, or JSON lines.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub output: OutputFormat,
-    /// Limit for TCP connect plus SSH handshake, per host.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
-    /// Limit for SSH authentication, per host.
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
-    pub auth_timeout: Duration,
-    /// The local journal of runs (JSON lines), default
-    /// $XDG_STATE_HOME/etcdroll/journal.jsonl or ~/.local/state/etcdroll/journal.jsonl.
-    #[arg(long, value_name = "FILE")]
-    pub journal: Option<PathBuf>,
-    /// Remove a stale run lock (left by a run that died) after showing it.
-    #[arg(long)]
-    pub break_lock: bool,
-    /// Limit for each remote command and HTTP request.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub command_timeout: Duration,
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 10s, 2m)"))
-}
-
-impl Common {
-    fn ssh_options(&self) -> SshOptions {
-        SshOptions {
-            connect_timeout: self.connect_timeout,
-            auth_timeout: self.auth_timeout,
-            known_hosts_files: self.known_hosts.clone(),
-            accept_new_host_keys: self.accept_new_host_keys,
-            identity_files: self.private_keys.clone(),
-            use_agent: !self.no_agent,
-            ..SshOptions::default()
-        }
-    }
-
-    fn reach(&self) -> Result<ReachOptions, String> {
-        let become_password = if self.ask_become_pass {
-            Some(Secret::new(
-                rpassword::prompt_password("BECOME password: ")
-                    .map_err(|e| format!("cannot read the password: {e}"))?,
-            ))
-        } else {
-            crate::secret_env::get(crate::secret_env::BECOME_PASS).map(Secret::new)
-        };
-        Ok(ReachOptions {
-            become_password,
-            jump: self.jump.clone(),
-            user: self.user.clone(),
-            become_: self.become_,
-            ssh_config: self.ssh_config.clone(),
-        })
-    }
 }
 
 impl Command {
