@@ -2,6 +2,7 @@
 //! run a command, map the outcome to an exit code.
 
 mod args;
+mod interrupt;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::upgrade::lock::{self, LockInfo};
 use crate::upgrade::procedures::{self, LockRequest, UpgradeRequest};
 use crate::upgrade::roll::{Interrupt, Records, Target};
 use crate::upgrade::{self, adhoc, HostLink};
+use interrupt::with_interrupts;
 
 pub use args::{parse_duration, Common, TargetArgs, Waits};
 
@@ -311,7 +313,7 @@ async fn run(cli: Cli) -> i32 {
                     names.len(),
                     names.join(", "),
                 )];
-                if !ui.suspend(|| ask_to_proceed(&steps)) {
+                if !ui.ask_to_proceed(&steps) {
                     return exit::REFUSED;
                 }
             }
@@ -331,7 +333,7 @@ async fn run(cli: Cli) -> i32 {
                         if yes || several || !interactive {
                             return true;
                         }
-                        confirm_ui.suspend(|| ask_to_proceed(steps))
+                        confirm_ui.ask_to_proceed(steps)
                     }),
                     interrupt: interrupt.clone(),
                     records: records[i].clone(),
@@ -361,7 +363,7 @@ async fn run(cli: Cli) -> i32 {
                     "return every member running a new binary to its etcd.old, one at a time"
                         .to_string(),
                 ];
-                if !ui.suspend(|| ask_to_proceed(&steps)) {
+                if !ui.ask_to_proceed(&steps) {
                     return exit::REFUSED;
                 }
             }
@@ -691,72 +693,6 @@ fn lock_request(common: &Common, run_id: &str) -> LockRequest {
 fn usage_error(common: &Common, message: &str) -> i32 {
     Ui::new(common.output).error(message);
     exit::USAGE
-}
-
-/// Print the plan and ask on the terminal.
-fn ask_to_proceed(steps: &[String]) -> bool {
-    use std::io::Write;
-    let mut err = std::io::stderr();
-    let _ = writeln!(err, "Plan:");
-    for (i, s) in steps.iter().enumerate() {
-        let _ = writeln!(err, "  {:>2}. {s}", i + 1);
-    }
-    let _ = write!(err, "Proceed? [y/N] ");
-    let _ = err.flush();
-    let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() {
-        return false;
-    }
-    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
-}
-
-/// Run a procedure under Ctrl-C handling: the first Ctrl-C lets the current member
-/// finish (the procedure checks between members); the second stops at once and
-/// reports which member is in which state.
-async fn with_interrupts(
-    run: impl std::future::Future<Output = i32>,
-    interrupt: &Interrupt,
-    records: &[Records],
-    emit: &Emitter,
-) -> i32 {
-    tokio::pin!(run);
-    loop {
-        tokio::select! {
-            code = &mut run => return code,
-            _ = tokio::signal::ctrl_c() => {
-                if interrupt.press() == 1 {
-                    emit(crate::events::Event::Warning {
-                        host: None,
-                        message: "Ctrl-C: finishing the current member, then stopping (press again to stop now)".into(),
-                    });
-                } else {
-                    let recs: Vec<_> = records
-                        .iter()
-                        .flat_map(|r| r.lock().unwrap_or_else(|p| p.into_inner()).clone())
-                        .collect();
-                    let states: Vec<String> = recs
-                        .iter()
-                        .map(|r| format!(
-                            "{}: {:?}{}",
-                            r.host,
-                            r.state,
-                            r.step.map(|s| format!(" (last step: {})", s.label())).unwrap_or_default()
-                        ))
-                        .collect();
-                    emit(crate::events::Event::RunFinished {
-                        ok: false,
-                        exit_code: exit::INTERRUPTED,
-                        message: Some(format!(
-                            "stopped NOW by a second Ctrl-C. Member states:\n  {}\nA member shown Unknown may be mid-restart: \
-                             check it with `etcdroll status`, then run `etcdroll upgrade` again to finish or `etcdroll rollback`.",
-                            states.join("\n  ")
-                        )),
-                    });
-                    return exit::INTERRUPTED;
-                }
-            }
-        }
-    }
 }
 
 /// Load the inventory and open one session per host (all at once). None when the

@@ -2,6 +2,7 @@
 //! otherwise, or JSON lines for automation. Knows nothing of SSH or etcd.
 
 mod bars;
+mod prompt;
 mod table;
 
 use std::io::{IsTerminal, Write};
@@ -13,6 +14,7 @@ use console::style;
 use bars::Bars;
 
 use crate::events::{Emitter, Event, MemberState, Step};
+use crate::upgrade::roll::MemberRecord;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -86,6 +88,12 @@ impl Ui {
             Mode::Bars(b) => b.suspend(f),
             _ => f(),
         }
+    }
+
+    /// Print the plan and ask on the terminal whether to go on (the bars hidden
+    /// meanwhile).
+    pub fn ask_to_proceed(&self, steps: &[String]) -> bool {
+        self.suspend(|| prompt::ask_to_proceed(steps))
     }
 
     /// Print a line outside the event stream (errors from main); JSON mode wraps it.
@@ -325,4 +333,27 @@ pub fn state_word(s: MemberState) -> String {
         MemberState::Stopped => style("STOPPED").red().bold().to_string(),
         MemberState::Unknown => style("UNKNOWN").red().to_string(),
     }
+}
+
+/// The message of a run stopped by a second Ctrl-C: the state of every member
+/// and its last step, and what the operator does next.
+pub fn hard_stop_message(records: &[MemberRecord]) -> String {
+    let states: Vec<String> = records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}: {:?}{}",
+                r.host,
+                r.state,
+                r.step
+                    .map(|s| format!(" (last step: {})", s.label()))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    format!(
+        "stopped NOW by a second Ctrl-C. Member states:\n  {}\nA member shown Unknown may be mid-restart: \
+         check it with `etcdroll status`, then run `etcdroll upgrade` again to finish or `etcdroll rollback`.",
+        states.join("\n  ")
+    )
 }
