@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::etcd::Version;
 use crate::inventory::Secret;
-use crate::ssh::{Payload, SshOptions};
+use crate::ssh::SshOptions;
 use crate::ui::OutputFormat;
-use crate::upgrade::roll::{RollOptions, Target};
+use crate::upgrade::clusters::TargetBinaries;
+use crate::upgrade::roll::RollOptions;
 use crate::upgrade::ReachOptions;
 
 /// The binaries to upgrade to.
@@ -76,90 +76,13 @@ fn run_id() -> String {
 }
 
 impl TargetArgs {
-    /// The target version: stated, or read by running the binary here.
-    pub(super) fn version(&self) -> Result<Option<Version>, String> {
-        if let Some(v) = &self.target_version {
-            return Version::parse(v)
-                .map(Some)
-                .ok_or_else(|| format!("--target-version {v:?} is not a version like 3.5.1"));
+    /// The binaries as the engine takes them.
+    pub(super) fn binaries(&self) -> TargetBinaries {
+        TargetBinaries {
+            binaries: self.binary.clone(),
+            etcdctl: self.etcdctl.clone(),
+            target_version: self.target_version.clone(),
         }
-        let mut lowest: Option<Version> = None;
-        for bin in &self.binary {
-            let v = binary_version(bin)?;
-            lowest = Some(lowest.map_or(v, |l| l.min(v)));
-        }
-        Ok(lowest)
-    }
-
-    pub(super) fn load(&self) -> Result<Target, String> {
-        if self.binary.len() > 1 {
-            return self.load_path();
-        }
-        let version = self.version()?.ok_or("--binary is required")?;
-        let etcd = read_payload(self.binary.first().ok_or("--binary is required")?)?;
-        let etcdctl = self.etcdctl.as_deref().map(read_payload).transpose()?;
-        Ok(Target::new(version, etcd, etcdctl))
-    }
-
-    /// Several `--binary`: a path, one hop per binary, ordered by version, each
-    /// step one etcd allows, each binary with the etcdctl beside it (if any).
-    fn load_path(&self) -> Result<Target, String> {
-        if self.etcdctl.is_some() || self.target_version.is_some() {
-            return Err(
-                "with several --binary, each takes the etcdctl beside it and its own version: \
-                        --etcdctl and --target-version apply to a single --binary"
-                    .into(),
-            );
-        }
-        let mut hops = Vec::new();
-        for bin in &self.binary {
-            let version = binary_version(bin)?;
-            let ctl = bin.with_file_name("etcdctl");
-            let etcdctl = ctl.is_file().then(|| read_payload(&ctl)).transpose()?;
-            hops.push(Target::new(version, read_payload(bin)?, etcdctl));
-        }
-        hops.sort_by_key(|t| t.version);
-        for pair in hops.windows(2) {
-            let (a, b) = (pair[0].version, pair[1].version);
-            match crate::etcd::upgrade_step(a, b) {
-                crate::etcd::UpgradeStep::Patch | crate::etcd::UpgradeStep::NextMinor => {}
-                crate::etcd::UpgradeStep::AlreadyThere => {
-                    return Err(format!(
-                        "--binary: two binaries are etcd {a}: give each version once"
-                    ))
-                }
-                crate::etcd::UpgradeStep::Refused(why) => {
-                    return Err(format!(
-                        "--binary path: {a} → {b} is not an upgrade etcd supports: {why}"
-                    ))
-                }
-            }
-        }
-        let mut first = hops.remove(0);
-        first.then = hops;
-        Ok(first)
-    }
-}
-
-fn read_payload(p: &std::path::Path) -> Result<Payload, String> {
-    Payload::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
-}
-
-/// An etcd binary's version, read by running it here.
-fn binary_version(bin: &PathBuf) -> Result<Version, String> {
-    {
-        let out = std::process::Command::new(bin).arg("--version").output().map_err(|e| {
-            format!(
-                "cannot run {} here to read its version ({e}); if it is for another architecture, pass --target-version",
-                bin.display()
-            )
-        })?;
-        Version::from_version_output(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
-            format!(
-                "{} --version does not print an etcd version: is it an etcd binary? (pass --target-version if it cannot run here)",
-                bin.display()
-            )
-        })
     }
 }
 

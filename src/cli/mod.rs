@@ -5,19 +5,18 @@ mod args;
 mod interrupt;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::etcd::Version;
 use crate::events::Emitter;
 use crate::exit;
 use crate::inventory::{self, LoadOptions};
 use crate::journal;
 use crate::ssh::Connector;
 use crate::ui::Ui;
+use crate::upgrade::clusters::{self, by_cluster, cluster_emitter, each_cluster};
 use crate::upgrade::lock::{self, LockInfo};
 use crate::upgrade::procedures::{self, LockRequest, UpgradeRequest};
 use crate::upgrade::roll::{Interrupt, Records, Target};
@@ -222,11 +221,7 @@ async fn run(cli: Cli) -> i32 {
                 async move { (name.clone(), adhoc::status(links, limit, &emit).await) }
             });
             let results = futures::future::join_all(runs).await;
-            let code = results
-                .iter()
-                .map(|(_, c)| *c)
-                .max_by_key(|c| severity(*c))
-                .unwrap_or(exit::OK);
+            let code = clusters::most_serious(results.iter().map(|(_, c)| *c));
             ui.finish();
             code
         }
@@ -235,12 +230,15 @@ async fn run(cli: Cli) -> i32 {
             target,
             waits,
         } => {
-            let version = match target.version() {
+            let binaries = target.binaries();
+            let version = match binaries.version() {
                 Ok(v) => v,
-                Err(e) => return usage_error(&common, &e),
+                Err(e) => return usage_error(&common, &e.to_string()),
             };
-            let Some((ui, emit, links, versions)) =
-                connect_with(&common, |hosts| cluster_versions(hosts, &target, version)).await
+            let Some((ui, emit, links, versions)) = connect_with(&common, |hosts| {
+                clusters::cluster_versions(hosts, &binaries, version)
+            })
+            .await
             else {
                 return exit::USAGE;
             };
@@ -272,15 +270,18 @@ async fn run(cli: Cli) -> i32 {
             forks,
         } => {
             // --binary is read before connecting, so a wrong path fails at once.
-            let given = match (!target.binary.is_empty())
-                .then(|| target.load())
+            let binaries = target.binaries();
+            let given = match (!binaries.binaries.is_empty())
+                .then(|| binaries.load())
                 .transpose()
             {
                 Ok(t) => t,
-                Err(e) => return usage_error(&common, &e),
+                Err(e) => return usage_error(&common, &e.to_string()),
             };
-            let Some((ui, emit, links, targets)) =
-                connect_with(&common, |hosts| cluster_targets(hosts, &target, given)).await
+            let Some((ui, emit, links, targets)) = connect_with(&common, |hosts| {
+                clusters::cluster_targets(hosts, &binaries, given)
+            })
+            .await
             else {
                 return exit::USAGE;
             };
@@ -412,246 +413,10 @@ async fn run(cli: Cli) -> i32 {
     }
 }
 
-/// Runs `run` for every cluster at once, each with its own emitter (see
-/// `cluster_emitter`; `run` gets the cluster's index in `clusters`), and returns
-/// the run's exit code (see `clusters_outcome`).
-async fn each_cluster<'a, Fut>(
-    clusters: &'a [(String, Vec<HostLink>)],
-    emit: &Emitter,
-    run: impl Fn(usize, &'a [HostLink], Emitter) -> Fut,
-) -> i32
-where
-    Fut: std::future::Future<Output = i32>,
-{
-    let several = clusters.len() > 1;
-    let runs = clusters.iter().enumerate().map(|(i, (name, links))| {
-        let running = run(i, links, cluster_emitter(emit, name, several));
-        async move { (name.clone(), running.await) }
-    });
-    clusters_outcome(futures::future::join_all(runs).await, several, emit)
-}
-
 /// With several clusters, the bars are grouped under a heading per cluster.
 fn show_clusters(ui: &Ui, clusters: &[(String, Vec<HostLink>)]) {
     if clusters.len() > 1 {
-        ui.group_by_cluster(&cluster_layout(clusters));
-    }
-}
-
-/// The run's exit code from its clusters' (the most serious); with several, the
-/// run's own `run_finished` says how each ended.
-fn clusters_outcome(results: Vec<(String, i32)>, several: bool, emit: &Emitter) -> i32 {
-    if !several {
-        return results.first().map(|(_, c)| *c).unwrap_or(exit::FAILED);
-    }
-    let code = results
-        .iter()
-        .map(|(_, c)| *c)
-        .max_by_key(|c| severity(*c))
-        .unwrap_or(exit::OK);
-    let lines: Vec<String> = results
-        .iter()
-        .map(|(n, c)| {
-            format!(
-                "cluster {n}: {}",
-                if *c == exit::OK {
-                    "ok".to_string()
-                } else {
-                    format!("exit {c}")
-                }
-            )
-        })
-        .collect();
-    emit(crate::events::Event::RunFinished {
-        ok: code == exit::OK,
-        exit_code: code,
-        message: Some(lines.join("; ")),
-    });
-    code
-}
-
-/// A cluster's own new binaries (`etcdroll_binary`, `etcdroll_etcdctl`).
-type OwnBinaries = Option<(PathBuf, Option<PathBuf>)>;
-
-/// The clusters of the inventory in order, each with its own new binaries if its
-/// hosts name them; all hosts of a cluster must name the same.
-fn cluster_binaries(hosts: &[inventory::Host]) -> Result<Vec<(String, OwnBinaries)>, String> {
-    let mut clusters: Vec<(&str, Vec<&inventory::Host>)> = Vec::new();
-    for h in hosts {
-        match clusters.iter_mut().find(|(n, _)| *n == h.cluster) {
-            Some((_, v)) => v.push(h),
-            None => clusters.push((&h.cluster, vec![h])),
-        }
-    }
-    let mut out = Vec::new();
-    for (name, members) in clusters {
-        let mut set: Vec<(Option<&PathBuf>, Option<&PathBuf>)> = members
-            .iter()
-            .map(|h| (h.new_binary.as_ref(), h.new_etcdctl.as_ref()))
-            .collect();
-        set.dedup();
-        if set.len() > 1 {
-            let by_host: Vec<String> = members
-                .iter()
-                .map(|h| {
-                    let b = h.new_binary.as_ref();
-                    format!(
-                        "{}: {}",
-                        h.name,
-                        b.map_or("(--binary)".to_string(), |p| p.display().to_string())
-                    )
-                })
-                .collect();
-            return Err(format!(
-                "cluster {name}: its hosts name different binaries (etcdroll_binary / etcdroll_etcdctl): {}; \
-                 a cluster is upgraded to one binary, so set them on the cluster's group",
-                by_host.join(", ")
-            ));
-        }
-        let own = match set.first().copied() {
-            Some((Some(binary), etcdctl)) => Some((binary.clone(), etcdctl.cloned())),
-            Some((None, Some(_))) => {
-                return Err(format!(
-                    "cluster {name}: etcdroll_etcdctl is set but etcdroll_binary is not"
-                ))
-            }
-            _ => None,
-        };
-        out.push((name.to_string(), own));
-    }
-    Ok(out)
-}
-
-/// The binary each cluster is upgraded to: its own, else `--binary`. Each file
-/// is read once.
-fn cluster_targets(
-    hosts: &[inventory::Host],
-    args: &TargetArgs,
-    given: Option<Target>,
-) -> Result<Vec<(String, Target)>, String> {
-    let mut loaded: Vec<((PathBuf, Option<PathBuf>), Target)> = Vec::new();
-    let mut out = Vec::new();
-    for (name, own) in cluster_binaries(hosts)? {
-        let target = match own {
-            Some((binary, etcdctl)) => {
-                let key = (binary, etcdctl.or(args.etcdctl.clone()));
-                match loaded.iter().find(|(k, _)| *k == key) {
-                    Some((_, t)) => t.clone(),
-                    None => {
-                        let t = TargetArgs {
-                            binary: vec![key.0.clone()],
-                            etcdctl: key.1.clone(),
-                            target_version: args.target_version.clone(),
-                        }
-                        .load()
-                        .map_err(|e| format!("cluster {name} (etcdroll_binary): {e}"))?;
-                        loaded.push((key, t.clone()));
-                        t
-                    }
-                }
-            }
-            None => given.clone().ok_or_else(|| {
-                format!(
-                    "--binary is required (or etcdroll_binary for cluster {name} in the inventory)"
-                )
-            })?,
-        };
-        out.push((name, target));
-    }
-    Ok(out)
-}
-
-/// The version each cluster is checked against: its own binary's, else the one
-/// of `--binary` / `--target-version` (none: health only).
-fn cluster_versions(
-    hosts: &[inventory::Host],
-    args: &TargetArgs,
-    given: Option<Version>,
-) -> Result<Vec<(String, Option<Version>)>, String> {
-    let mut out = Vec::new();
-    for (name, own) in cluster_binaries(hosts)? {
-        let version = match own {
-            Some((binary, _)) => TargetArgs {
-                binary: vec![binary],
-                etcdctl: None,
-                target_version: args.target_version.clone(),
-            }
-            .version()
-            .map_err(|e| format!("cluster {name} (etcdroll_binary): {e}"))?,
-            None => given,
-        };
-        out.push((name, version));
-    }
-    Ok(out)
-}
-
-fn cluster_layout(clusters: &[(String, Vec<HostLink>)]) -> Vec<(String, Vec<String>)> {
-    clusters
-        .iter()
-        .map(|(c, ls)| (c.clone(), ls.iter().map(|l| l.name().to_string()).collect()))
-        .collect()
-}
-
-/// Hosts grouped by cluster (`etcd_cluster`, else the group), in inventory order.
-fn by_cluster(links: Vec<HostLink>) -> Vec<(String, Vec<HostLink>)> {
-    let mut out: Vec<(String, Vec<HostLink>)> = Vec::new();
-    for l in links {
-        match out.iter_mut().find(|(n, _)| *n == l.host.cluster) {
-            Some((_, v)) => v.push(l),
-            None => out.push((l.host.cluster.clone(), vec![l])),
-        }
-    }
-    out
-}
-
-/// The emitter of one cluster's run: with several clusters, its end is a
-/// `cluster_finished` event (the run's own `run_finished` comes once, last) and its
-/// `cluster` events carry its name; with one, the run's emitter as it is.
-fn cluster_emitter(emit: &Emitter, cluster: &str, several: bool) -> Emitter {
-    let emit = emit.clone();
-    if !several {
-        return emit;
-    }
-    let cluster = cluster.to_string();
-    Arc::new(move |e| match e {
-        crate::events::Event::RunFinished {
-            ok,
-            exit_code,
-            message,
-        } => emit(crate::events::Event::ClusterFinished {
-            cluster: cluster.clone(),
-            ok,
-            exit_code,
-            message,
-        }),
-        crate::events::Event::Cluster {
-            cluster_version,
-            leader,
-            healthy,
-            members,
-            ..
-        } => emit(crate::events::Event::Cluster {
-            name: Some(cluster.clone()),
-            cluster_version,
-            leader,
-            healthy,
-            members,
-        }),
-        other => emit(other),
-    })
-}
-
-/// Which exit code wins when clusters end differently: the one that needs the
-/// operator most.
-fn severity(code: i32) -> u8 {
-    match code {
-        exit::NEEDS_ATTENTION => 6,
-        exit::INTERRUPTED => 5,
-        exit::FAILED => 4,
-        exit::UNREACHABLE => 3,
-        exit::REFUSED => 2,
-        exit::OK => 0,
-        _ => 1,
+        ui.group_by_cluster(&clusters::cluster_layout(clusters));
     }
 }
 
@@ -698,16 +463,16 @@ fn usage_error(common: &Common, message: &str) -> i32 {
 /// Load the inventory and open one session per host (all at once). None when the
 /// inventory is unusable (already reported).
 async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
-    connect_with(common, |_| Ok(()))
+    connect_with(common, |_| Ok::<(), std::convert::Infallible>(()))
         .await
         .map(|(ui, emit, links, ())| (ui, emit, links))
 }
 
 /// Loads the inventory, runs `prepare` on its hosts (a refusal there is a usage
 /// error, before any host is contacted), then connects.
-async fn connect_with<T>(
+async fn connect_with<T, E: std::fmt::Display>(
     common: &Common,
-    prepare: impl FnOnce(&[inventory::Host]) -> Result<T, String>,
+    prepare: impl FnOnce(&[inventory::Host]) -> Result<T, E>,
 ) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>, T)> {
     let ui = Ui::new(common.output);
     let inv = match inventory::load(
@@ -726,7 +491,7 @@ async fn connect_with<T>(
     let prepared = match prepare(&inv.hosts) {
         Ok(p) => p,
         Err(e) => {
-            ui.error(&e);
+            ui.error(&e.to_string());
             return None;
         }
     };

@@ -2,6 +2,7 @@
 //! events and never printing.
 
 pub mod adhoc;
+pub mod clusters;
 pub mod fleet;
 pub mod lock;
 mod path;
