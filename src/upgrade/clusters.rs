@@ -51,12 +51,26 @@ pub async fn each_cluster<'a, Fut>(
 where
     Fut: Future<Output = i32>,
 {
+    let results = each_cluster_codes(clusters, emit, run).await;
+    clusters_outcome(results, clusters.len() > 1, emit)
+}
+
+/// Like `each_cluster`, for a run that reports no outcome of its own (`status`):
+/// each cluster's name with its exit code, in the clusters' order.
+pub async fn each_cluster_codes<'a, Fut>(
+    clusters: &'a [(String, Vec<HostLink>)],
+    emit: &Emitter,
+    run: impl Fn(usize, &'a [HostLink], Emitter) -> Fut,
+) -> Vec<(String, i32)>
+where
+    Fut: Future<Output = i32>,
+{
     let several = clusters.len() > 1;
     let runs = clusters.iter().enumerate().map(|(i, (name, links))| {
         let running = run(i, links, cluster_emitter(emit, name, several));
         async move { (name.clone(), running.await) }
     });
-    clusters_outcome(futures::future::join_all(runs).await, several, emit)
+    futures::future::join_all(runs).await
 }
 
 /// The run's exit code from its clusters' (the most serious); with several, the
