@@ -18,6 +18,35 @@ pub fn default_path() -> Option<PathBuf> {
     Some(base.join("etcdroll/journal.jsonl"))
 }
 
+/// The emitter of a run that changes clusters (`command` on `hosts`): it records
+/// every event in the journal at `path` (else `default_path`), after warning where
+/// the previous run on these hosts stopped if it did not finish, and it opens with
+/// `run_started`. Without a journal path, `emit` as it is.
+pub fn start_run(
+    emit: &Emitter,
+    path: Option<PathBuf>,
+    hosts: Vec<String>,
+    run_id: &str,
+    command: &str,
+) -> Emitter {
+    let Some(path) = path.or_else(default_path) else {
+        return emit.clone();
+    };
+    if let Some(message) = unfinished_run(&path, &hosts) {
+        emit(Event::Warning {
+            host: None,
+            message,
+        });
+    }
+    let emit = recording(emit, &path, run_id);
+    emit(Event::RunStarted {
+        run_id: run_id.to_string(),
+        command: command.to_string(),
+        hosts,
+    });
+    emit
+}
+
 /// Wrap an emitter so every event is also appended to the journal. A journal that
 /// cannot be written is reported once and then skipped: it never stops a run.
 pub fn recording(emit: &Emitter, path: &Path, run_id: &str) -> Emitter {

@@ -1,17 +1,20 @@
 //! Renders the engine's events: live bars on a terminal, timestamped plain lines
 //! otherwise, or JSON lines for automation. Knows nothing of SSH or etcd.
 
+mod bars;
+mod prompt;
 mod table;
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use console::style;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use bars::Bars;
 
 use crate::events::{Emitter, Event, MemberState, Step};
+use crate::upgrade::record::MemberRecord;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -29,15 +32,6 @@ enum Mode {
     Json,
 }
 
-struct Bars {
-    multi: MultiProgress,
-    hosts: HashMap<String, ProgressBar>,
-    cluster: Option<ProgressBar>,
-    /// Per cluster, with several: its heading line.
-    headings: Vec<(String, ProgressBar)>,
-    upload_started: HashMap<String, Instant>,
-}
-
 pub struct Ui {
     mode: Mutex<Mode>,
 }
@@ -50,13 +44,7 @@ impl Ui {
             OutputFormat::Auto
                 if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() =>
             {
-                Mode::Bars(Bars {
-                    multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(15)),
-                    hosts: HashMap::new(),
-                    cluster: None,
-                    headings: Vec::new(),
-                    upload_started: HashMap::new(),
-                })
+                Mode::Bars(Bars::new())
             }
             OutputFormat::Auto => Mode::Plain,
         };
@@ -82,15 +70,7 @@ impl Ui {
     /// Stop drawing bars (before printing the final report).
     pub fn finish(&self) {
         if let Mode::Bars(b) = &mut *self.lock() {
-            for bar in b.hosts.values() {
-                bar.abandon();
-            }
-            if let Some(c) = &b.cluster {
-                c.abandon();
-            }
-            for (_, h) in &b.headings {
-                h.abandon();
-            }
+            b.abandon_all();
         }
     }
 
@@ -98,29 +78,22 @@ impl Ui {
     /// hosts beneath it.
     pub fn group_by_cluster(&self, clusters: &[(String, Vec<String>)]) {
         if let Mode::Bars(b) = &mut *self.lock() {
-            for (cluster, hosts) in clusters {
-                let heading = ProgressBar::new_spinner().with_style(
-                    ProgressStyle::with_template("{msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                heading.set_message(format!("{} {cluster}", style("cluster").bold()));
-                b.multi.add(heading.clone());
-                heading.tick();
-                b.headings.push((cluster.clone(), heading));
-                for h in hosts {
-                    let bar = b.bar(h);
-                    bar.set_message("waiting");
-                }
-            }
+            b.group_by_cluster(clusters);
         }
     }
 
     /// Run `f` with the bars hidden (for a prompt on the terminal).
     pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         match &*self.lock() {
-            Mode::Bars(b) => b.multi.suspend(f),
+            Mode::Bars(b) => b.suspend(f),
             _ => f(),
         }
+    }
+
+    /// Print the plan and ask on the terminal whether to go on (the bars hidden
+    /// meanwhile).
+    pub fn ask_to_proceed(&self, steps: &[String]) -> bool {
+        self.suspend(|| prompt::ask_to_proceed(steps))
     }
 
     /// Print a line outside the event stream (errors from main); JSON mode wraps it.
@@ -351,161 +324,6 @@ fn plain(e: &Event) {
     }
 }
 
-impl Bars {
-    fn bar(&mut self, host: &str) -> ProgressBar {
-        if let Some(b) = self.hosts.get(host) {
-            return b.clone();
-        }
-        let style = ProgressStyle::with_template("{prefix:.bold} {spinner:.cyan} {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner());
-        let bar = ProgressBar::new_spinner()
-            .with_style(style)
-            .with_prefix(format!("{host:<12}"));
-        let bar = match &self.cluster {
-            Some(c) => self.multi.insert_before(c, bar),
-            None => self.multi.add(bar),
-        };
-        bar.enable_steady_tick(Duration::from_millis(100));
-        self.hosts.insert(host.to_string(), bar.clone());
-        bar
-    }
-
-    fn println(&self, s: &str) {
-        let _ = self.multi.println(s);
-    }
-
-    fn render(&mut self, e: &Event) {
-        match e {
-            Event::Step { host, step, detail } => {
-                let bar = self.bar(host);
-                let text = step_text(*step, detail);
-                match step {
-                    Step::Done | Step::Skipped => {
-                        bar.finish_with_message(style(text).green().to_string());
-                    }
-                    Step::Failed => bar.abandon_with_message(style(text).red().bold().to_string()),
-                    Step::Uploading => {
-                        self.upload_started.insert(host.clone(), Instant::now());
-                        bar.set_message(text);
-                    }
-                    _ => bar.set_message(text),
-                }
-            }
-            Event::Upload { host, sent, total } => {
-                let bar = self.bar(host);
-                let secs = self
-                    .upload_started
-                    .get(host)
-                    .map(|t| t.elapsed().as_secs_f64())
-                    .unwrap_or(0.0)
-                    .max(0.001);
-                let mib = |b: u64| b as f64 / 1048576.0;
-                bar.set_message(format!(
-                    "uploading {:.1}/{:.1} MiB ({:.0} MiB/s)",
-                    mib(*sent),
-                    mib(*total),
-                    mib(*sent) / secs
-                ));
-            }
-            Event::CatchUp { host, gap } => {
-                self.bar(host)
-                    .set_message(format!("catching up: {gap} entries behind the leader"));
-            }
-            Event::HostDone {
-                host,
-                from,
-                to,
-                down_ms,
-                ..
-            } => {
-                let bar = self.bar(host);
-                bar.finish_with_message(
-                    style(format!("done {from} → {to}, down {}", ms(*down_ms)))
-                        .green()
-                        .to_string(),
-                );
-            }
-            Event::HostFailed { host, step, error } => {
-                let bar = self.bar(host);
-                bar.abandon_with_message(
-                    style(format!("FAILED at {}: {error}", step.label()))
-                        .red()
-                        .bold()
-                        .to_string(),
-                );
-            }
-            Event::Cluster {
-                name,
-                cluster_version,
-                leader,
-                healthy,
-                members,
-            } => {
-                // With several clusters, the cluster's heading carries its state.
-                if let Some((n, heading)) = self
-                    .headings
-                    .iter()
-                    .find(|(n, _)| Some(n.as_str()) == name.as_deref())
-                {
-                    heading.set_message(format!(
-                        "{} {n} · version {cluster_version} · leader {} · {healthy}/{members} healthy",
-                        style("cluster").bold(),
-                        leader.as_deref().unwrap_or("-")
-                    ));
-                    return;
-                }
-                if self.cluster.is_none() {
-                    let style = ProgressStyle::with_template("{msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar());
-                    self.cluster =
-                        Some(self.multi.add(ProgressBar::new_spinner().with_style(style)));
-                }
-                if let Some(c) = &self.cluster {
-                    c.set_message(format!(
-                        "{} version {cluster_version} · leader {} · {healthy}/{members} healthy",
-                        style("cluster").bold(),
-                        leader.as_deref().unwrap_or("-")
-                    ));
-                }
-            }
-            Event::Check(row) => self.println(&table::check_line(row)),
-            Event::Hop { .. } => {
-                // A new hop of a path: its members get fresh bars below the last.
-                for (_, bar) in self.hosts.drain() {
-                    if !bar.is_finished() {
-                        bar.abandon();
-                    }
-                }
-                if let Some(c) = self.cluster.take() {
-                    c.abandon();
-                }
-                if let Some(r) = report(e) {
-                    self.println(&r);
-                }
-            }
-            Event::RunFinished { .. } | Event::UpgradeSummary { .. } | Event::Summary { .. } => {
-                // Final reports go below the bars, which stop drawing first.
-                for bar in self.hosts.values() {
-                    if !bar.is_finished() {
-                        bar.abandon();
-                    }
-                }
-                if let Some(c) = &self.cluster {
-                    c.abandon();
-                }
-                if let Some(r) = report(e) {
-                    self.println(&r);
-                }
-            }
-            other => {
-                if let Some(r) = report(other) {
-                    self.println(&r);
-                }
-            }
-        }
-    }
-}
-
 /// Red words for a member the operator must look at.
 pub fn state_word(s: MemberState) -> String {
     match s {
@@ -515,4 +333,27 @@ pub fn state_word(s: MemberState) -> String {
         MemberState::Stopped => style("STOPPED").red().bold().to_string(),
         MemberState::Unknown => style("UNKNOWN").red().to_string(),
     }
+}
+
+/// The message of a run stopped by a second Ctrl-C: the state of every member
+/// and its last step, and what the operator does next.
+pub fn hard_stop_message(records: &[MemberRecord]) -> String {
+    let states: Vec<String> = records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}: {:?}{}",
+                r.host,
+                r.state,
+                r.step
+                    .map(|s| format!(" (last step: {})", s.label()))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    format!(
+        "stopped NOW by a second Ctrl-C. Member states:\n  {}\nA member shown Unknown may be mid-restart: \
+         check it with `etcdroll status`, then run `etcdroll upgrade` again to finish or `etcdroll rollback`.",
+        states.join("\n  ")
+    )
 }

@@ -3,6 +3,7 @@
 //! never prints.
 
 pub mod adhoc;
+pub mod clusters;
 pub mod fleet;
 pub mod lock;
 mod path;

@@ -11,6 +11,7 @@ use crate::etcd::Version;
 use crate::events::{Emitter, Event};
 use crate::exit;
 
+use super::lock::release_all;
 use super::phase::lock::{take, LockRequest};
 use super::phase::stage::stage;
 use super::phase::{finish, Outcome};
@@ -18,7 +19,22 @@ use super::preflight::{survey, SurveyLimits};
 use super::procedures::{upgrade_one, UpgradeRequest};
 use super::target::{Stage, Target};
 
+/// The path, then the release of the lock it took for all its hops.
 pub async fn upgrade_path(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
+    let (links, run_id, limit, dry_run) = (
+        req.links,
+        req.opts.run_id.clone(),
+        req.opts.command_timeout,
+        req.dry_run,
+    );
+    let code = walk(req, emit).await;
+    if !dry_run {
+        release_all(links, &run_id, limit).await;
+    }
+    code
+}
+
+async fn walk(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
     let UpgradeRequest {
         links,
         target,

@@ -1,0 +1,60 @@
+//! Before any command touches a host: load the inventory, settle what must be
+//! known before connecting (a bad binary is a usage error, no host contacted),
+//! read the sudo password once, and open one SSH session per host, all at once.
+
+use std::sync::Arc;
+
+use super::Common;
+use crate::events::Emitter;
+use crate::inventory::{self, LoadOptions};
+use crate::ssh::Connector;
+use crate::ui::Ui;
+use crate::upgrade::{self, HostLink};
+
+/// Load the inventory and open one session per host (all at once). None when the
+/// inventory is unusable (already reported).
+pub(super) async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
+    connect_with(common, |_| Ok::<(), std::convert::Infallible>(()))
+        .await
+        .map(|(ui, emit, links, ())| (ui, emit, links))
+}
+
+/// Loads the inventory, runs `prepare` on its hosts (a refusal there is a usage
+/// error, before any host is contacted), then connects.
+pub(super) async fn connect_with<T, E: std::fmt::Display>(
+    common: &Common,
+    prepare: impl FnOnce(&[inventory::Host]) -> Result<T, E>,
+) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>, T)> {
+    let ui = Ui::new(common.output);
+    let inv = match inventory::load(
+        &common.inventory,
+        &LoadOptions {
+            group: &common.group,
+            limit: common.limit.as_deref(),
+        },
+    ) {
+        Ok(inv) => inv,
+        Err(e) => {
+            ui.error(&format!("inventory: {e}"));
+            return None;
+        }
+    };
+    let prepared = match prepare(&inv.hosts) {
+        Ok(p) => p,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return None;
+        }
+    };
+    let reach = match common.reach() {
+        Ok(r) => r,
+        Err(e) => {
+            ui.error(&e);
+            return None;
+        }
+    };
+    let emit = ui.emitter();
+    let connector = Arc::new(Connector::new(common.ssh_options()));
+    let links = upgrade::connect_all(connector, &inv.hosts, &reach).await;
+    Some((ui, emit, links, prepared))
+}
