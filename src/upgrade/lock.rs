@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use crate::ssh::{quote, RemoteCommand};
+use crate::ssh::RemoteCommand;
 
 use super::fleet::HostLink;
 
@@ -55,6 +55,23 @@ impl LockInfo {
             self.command.replace('\n', " "),
             self.pid
         )
+    }
+}
+
+/// The lock's three actions, kept as a script.
+const LOCK_SH: &str = include_str!("lock.sh");
+
+/// `lock.sh ACTION FILE [VALUE]`, every value a quoted argument.
+fn lock_script(action: &str, file: &str, value: Option<&str>) -> RemoteCommand {
+    let c = RemoteCommand::new("sh")
+        .arg("-c")
+        .arg(LOCK_SH)
+        .arg("etcdroll-lock")
+        .arg(action)
+        .arg(file);
+    match value {
+        Some(v) => c.arg(v),
+        None => c,
     }
 }
 
@@ -122,12 +139,9 @@ pub async fn acquire_all(
                     return Ok(warning)
                 }
                 Err(Held(content)) if is_stale(&content, info) && warning.is_none() => {
-                    let script = format!(
-                        "F={f}; [ \"$(head -n 1 \"$F\" 2>/dev/null)\" = {old} ] && rm -f \"$F\"; true",
-                        f = quote(&lock_file(l)),
-                        old = quote(&format!("run_id={}", field(&content, "run_id"))),
-                    );
-                    let _ = l.run_privileged(&RemoteCommand::script(&script), limit).await;
+                    let old = format!("run_id={}", field(&content, "run_id"));
+                    let release = lock_script("release", &lock_file(l), Some(&old));
+                    let _ = l.run_privileged(&release, limit).await;
                     warning = Some(format!(
                         "{}: took over the stale lock of {} (that process is gone)",
                         l.name(),
@@ -166,22 +180,8 @@ use TakeError::{Failed, Held};
 
 async fn take(l: &HostLink, info: &LockInfo, limit: Duration) -> Result<(), TakeError> {
     let file = lock_file(l);
-    let script = format!(
-        // `set -C` alone writes through a symlink to a non-regular file (a lock
-        // that is a link to /dev/null "succeeds" for every run): anything but a
-        // regular file in the lock's place is refused. With that excluded, the
-        // noclobber create is O_EXCL, which never follows a link.
-        "F={f}; mkdir -p \"$(dirname \"$F\")\" || exit 1; \
-         if [ -h \"$F\" ] || {{ [ -e \"$F\" ] && [ ! -f \"$F\" ]; }}; then echo notfile; exit 0; fi; \
-         if ( set -C; printf '%s' {t} > \"$F\" ) 2>/dev/null; \
-         then echo taken; elif [ -h \"$F\" ] || [ ! -f \"$F\" ]; then echo notfile; else echo held; cat \"$F\"; fi",
-        f = quote(&file),
-        t = quote(&info.text()),
-    );
-    match l
-        .run_privileged(&RemoteCommand::script(&script), limit)
-        .await
-    {
+    let script = lock_script("take", &file, Some(&info.text()));
+    match l.run_privileged(&script, limit).await {
         Ok(o) if o.stdout_text().starts_with("taken") => Ok(()),
         Ok(o) if o.stdout_text().starts_with("held") => Err(Held(o.stdout_text())),
         Ok(o) if o.stdout_text().starts_with("notfile") => Err(Failed(format!(
@@ -195,14 +195,9 @@ async fn take(l: &HostLink, info: &LockInfo, limit: Duration) -> Result<(), Take
 /// Remove our lock (only ours: a lock of another run is left alone).
 pub async fn release_all(links: &[HostLink], run_id: &str, limit: Duration) {
     let frees = links.iter().map(|l| async move {
-        let script = format!(
-            "F={f}; [ \"$(head -n 1 \"$F\" 2>/dev/null)\" = {mine} ] && rm -f \"$F\"; true",
-            f = quote(&lock_file(l)),
-            mine = quote(&format!("run_id={run_id}")),
-        );
-        let _ = l
-            .run_privileged(&RemoteCommand::script(&script), limit)
-            .await;
+        let mine = format!("run_id={run_id}");
+        let release = lock_script("release", &lock_file(l), Some(&mine));
+        let _ = l.run_privileged(&release, limit).await;
     });
     join_all(frees).await;
 }
@@ -210,14 +205,8 @@ pub async fn release_all(links: &[HostLink], run_id: &str, limit: Duration) {
 /// `--break-lock`: show each existing lock, then remove it.
 pub async fn break_all(links: &[HostLink], limit: Duration) -> Vec<String> {
     let breaks = links.iter().map(|l| async move {
-        let script = format!(
-            "F={f}; if [ -e \"$F\" ]; then cat \"$F\"; rm -f \"$F\"; fi",
-            f = quote(&lock_file(l))
-        );
-        match l
-            .run_privileged(&RemoteCommand::script(&script), limit)
-            .await
-        {
+        let script = lock_script("break", &lock_file(l), None);
+        match l.run_privileged(&script, limit).await {
             Ok(o) if !o.stdout.is_empty() => Some(format!(
                 "{}: removed the lock of {}",
                 l.name(),
@@ -231,7 +220,64 @@ pub async fn break_all(links: &[HostLink], limit: Duration) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::process_is_gone;
+    use super::{lock_script, process_is_gone};
+
+    /// `lock.sh` under each shell: take, held, release (only our own), break,
+    /// and a symlink in the lock's place refused and never written through.
+    #[test]
+    fn the_lock_script_takes_holds_releases_and_breaks() {
+        for shell in ["sh", "dash", "bash"] {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("run dir/etcdroll.lock");
+            let file_s = file.display().to_string();
+            let sh = |c: super::RemoteCommand| {
+                let line = c.to_string();
+                let words = line.strip_prefix("sh ").unwrap();
+                let out = std::process::Command::new(shell)
+                    .arg("-c")
+                    .arg(format!("exec {shell} {words}"))
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{shell}: {out:?}");
+                String::from_utf8(out.stdout).unwrap()
+            };
+            let ours = "run_id=abc\noperator=me $(id)\n";
+            assert_eq!(
+                sh(lock_script("take", &file_s, Some(ours))),
+                "taken\n",
+                "{shell}"
+            );
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), ours);
+            let theirs = "run_id=def\n";
+            assert_eq!(
+                sh(lock_script("take", &file_s, Some(theirs))),
+                format!("held\n{ours}"),
+                "{shell}: the holder is named"
+            );
+            sh(lock_script("release", &file_s, Some("run_id=def")));
+            assert!(file.exists(), "{shell}: another run's lock is left alone");
+            sh(lock_script("release", &file_s, Some("run_id=abc")));
+            assert!(!file.exists(), "{shell}: our own lock is released");
+
+            sh(lock_script("take", &file_s, Some(theirs)));
+            assert_eq!(sh(lock_script("break", &file_s, None)), theirs, "{shell}");
+            assert!(!file.exists(), "{shell}: broken");
+
+            let victim = dir.path().join("victim");
+            std::fs::write(&victim, "keep me").unwrap();
+            std::os::unix::fs::symlink(&victim, &file).unwrap();
+            assert_eq!(
+                sh(lock_script("take", &file_s, Some(ours))),
+                "notfile\n",
+                "{shell}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&victim).unwrap(),
+                "keep me",
+                "{shell}"
+            );
+        }
+    }
 
     #[test]
     fn a_reaped_process_is_gone_and_a_running_one_is_not() {
