@@ -44,6 +44,30 @@ impl SshError {
         )
     }
 
+    /// The host it is about.
+    pub fn host(&self) -> &str {
+        match self {
+            SshError::Unreachable { host, .. }
+            | SshError::HostKey { host, .. }
+            | SshError::Auth { host, .. }
+            | SshError::Timeout { host, .. }
+            | SshError::Channel { host, .. } => host,
+        }
+    }
+
+    /// The message without the host's name, for a report that names the host
+    /// once already (never "m0: m0: …").
+    pub fn detail(&self) -> String {
+        let full = self.to_string();
+        match full
+            .strip_prefix(self.host())
+            .and_then(|r| r.strip_prefix(": "))
+        {
+            Some(rest) => rest.to_string(),
+            None => full,
+        }
+    }
+
     /// A jump host's failure, told as the failure of the host `behind` it.
     pub(super) fn behind_jump(self, behind: &str) -> SshError {
         match self {
@@ -63,5 +87,22 @@ impl SshError {
             },
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SshError;
+
+    #[test]
+    fn the_detail_leaves_the_host_out() {
+        let e = SshError::Channel {
+            host: "m0".into(),
+            step: "exec".into(),
+            reason: "closed".into(),
+        };
+        assert_eq!(e.to_string(), "m0: exec: closed");
+        assert_eq!(e.detail(), "exec: closed");
+        assert_eq!(e.host(), "m0");
     }
 }

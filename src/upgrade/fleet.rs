@@ -169,14 +169,15 @@ impl HostLink {
     /// For an https client URL, the CA, certificate and key named by the inventory
     /// are read from the host into memory and TLS runs inside the tunnel.
     pub async fn etcd_client(&self, timeout: Duration) -> Result<EtcdClient, String> {
-        self.session().map_err(|e| e.to_string())?;
+        self.session().map_err(|e| e.detail())?;
         let url = &self.host.etcd.client_url;
         let (host, port) = url_host_port(url)?;
         let tls = if url.starts_with("https://") {
             let vars = &self.host.etcd;
-            let ca = vars.cacert.as_deref().ok_or_else(|| {
-                format!("{}: {url} is https but etcd_cacert is not set", self.name())
-            })?;
+            let ca = vars
+                .cacert
+                .as_deref()
+                .ok_or_else(|| format!("{url} is https but etcd_cacert is not set"))?;
             let ca = self.read_file(ca, timeout).await?;
             let client = match (&vars.cert, &vars.key) {
                 (Some(c), Some(k)) => Some((
@@ -189,7 +190,7 @@ impl HostLink {
                 &ca,
                 client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
             )
-            .map_err(|e| format!("{}: {e}", self.name()))?;
+            .map_err(|e| e.to_string())?;
             Some((connector, tls::server_name(&host)?))
         } else {
             None
@@ -212,13 +213,9 @@ impl HostLink {
         let out = self
             .run_privileged(&RemoteCommand::new("cat").arg("--").arg(path), limit)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.detail())?;
         if !out.success() {
-            return Err(format!(
-                "{}: cannot read {path}: {}",
-                self.name(),
-                out.last_error_line()
-            ));
+            return Err(format!("cannot read {path}: {}", out.last_error_line()));
         }
         Ok(out.stdout)
     }
@@ -234,11 +231,11 @@ struct TunnelDial {
 impl Dial for TunnelDial {
     fn dial(&self) -> DialFuture<'_> {
         Box::pin(async move {
-            let session = self.slot.live().await.map_err(|e| e.to_string())?;
+            let session = self.slot.live().await.map_err(|e| e.detail())?;
             let stream = session
                 .tunnel(&self.host, self.port)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.detail())?;
             match &self.tls {
                 None => Ok(Box::new(stream) as BoxStream),
                 Some((connector, name)) => connector

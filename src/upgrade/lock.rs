@@ -188,7 +188,7 @@ async fn take(l: &HostLink, info: &LockInfo, limit: Duration) -> Result<(), Take
             "{file} is not a regular file (a symlink or a device?): remove it after checking who made it"
         ))),
         Ok(o) => Err(Failed(format!("{file}: {}", o.last_error_line()))),
-        Err(e) => Err(Failed(e.to_string())),
+        Err(e) => Err(Failed(e.detail())),
     }
 }
 

@@ -167,7 +167,7 @@ async fn survey_member(
 ) -> MemberView {
     if let Err(e) = link.session() {
         let mut m = MemberView::new(link.name());
-        m.problems.push(format!("unreachable: {e}"));
+        m.problems.push(format!("unreachable: {}", e.detail()));
         return m;
     }
     // The probe (a shell command) and the questions to etcd (HTTP through a
@@ -186,7 +186,7 @@ async fn survey_member(
                 out.describe_exit(),
                 out.last_error_line()
             )),
-            Err(e) => Err(format!("the pre-flight probe failed: {e}")),
+            Err(e) => Err(format!("the pre-flight probe failed: {}", e.detail())),
         }
     };
     let (probed, (mut m, unanswered)) = tokio::join!(probing, ask_member(link, target, limits));

@@ -28,7 +28,7 @@ impl Phase for SnapshotAll {
                 async move {
                     let host = l.name().to_string();
                     if let Err(e) = l.session() {
-                        return (host, Err(e.to_string()));
+                        return (host, Err(e.detail()));
                     }
                     let dir = format!(
                         "{}/etcdroll-{host}-{stamp}",
@@ -48,7 +48,7 @@ impl Phase for SnapshotAll {
                     {
                         Ok(o) if o.success() => Ok(format!("{dir}/snapshot.db")),
                         Ok(o) => Err(format!("{}: {}", o.describe_exit(), o.last_error_line())),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(e.detail()),
                     };
                     (host, res)
                 }

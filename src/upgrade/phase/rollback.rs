@@ -199,7 +199,7 @@ impl Phase for ReturnMembers {
                 let failed = match &res {
                     Ok(o) if o.success() => None,
                     Ok(o) => Some(format!("{}: {}", o.describe_exit(), o.last_error_line())),
-                    Err(e) => Some(e.to_string()),
+                    Err(e) => Some(e.detail()),
                 };
                 let healthy = match failed {
                     None => roll.wait_healthy(i, old, ctx.opts.health_timeout).await,

@@ -154,7 +154,7 @@ async fn stage_one(
                     target.version,
                     o.last_error_line()
                 )),
-                Err(e) => Some(e.to_string()),
+                Err(e) => Some(e.detail()),
             } {
                 emit(Event::HostFailed {
                     host: host.clone(),
@@ -232,7 +232,7 @@ async fn stage_one(
             out.describe_exit(),
             out.last_error_line()
         )),
-        Err(e) => Some(e.to_string()),
+        Err(e) => Some(e.detail()),
     };
     if problem.is_none() && target.etcdctl.is_some() {
         let ctl = commands::etcdctl_version(&target.staged(&vars.etcdctl_binary));
@@ -250,7 +250,7 @@ async fn stage_one(
                 out.describe_exit(),
                 out.last_error_line()
             )),
-            Err(e) => Some(e.to_string()),
+            Err(e) => Some(e.detail()),
         };
     }
     if let Some(p) = problem {
@@ -296,7 +296,7 @@ async fn upload_and_stage(
     emit: &Emitter,
     attempt: u32,
 ) -> Result<(), String> {
-    let session = link.live_session().await.map_err(|e| e.to_string())?;
+    let session = link.live_session().await.map_err(|e| e.detail())?;
     let tmp = if link.become_ {
         let out = link
             .run(
@@ -304,7 +304,7 @@ async fn upload_and_stage(
                 opts.command_timeout,
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.detail())?;
         if !out.success() {
             return Err(format!("mktemp -d failed: {}", out.last_error_line()));
         }
@@ -329,14 +329,14 @@ async fn upload_and_stage(
     session
         .upload(payload, &tmp, opts.upload_stall_timeout, &progress)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.detail())?;
     let out = link
         .run_privileged(
             &commands::stage_installed(&tmp, dest, staged),
             opts.command_timeout,
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.detail())?;
     if link.become_ {
         let dir = tmp.trim_end_matches("/upload").to_string();
         let _ = link

@@ -237,7 +237,7 @@ impl Roll<'_> {
             .link
             .run_privileged_streaming(&restart.command(), ctx.opts.command_timeout, &mut on_line)
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| e.detail());
         let down_at = t_stop.map(|t| t.duration_since(ctx.started).as_millis() as u64);
         m.record.update(|r| r.down_at_ms = down_at);
         match &out {

@@ -66,7 +66,7 @@ impl Roll<'_> {
                 o.describe_exit(),
                 o.last_error_line()
             ),
-            Err(e) => format!("starting it failed: {e}"),
+            Err(e) => format!("starting it failed: {}", e.detail()),
         };
         let why = format!("left stopped by {by}; started again on {installed}, but {why}");
         match saved {
@@ -173,7 +173,7 @@ impl Roll<'_> {
         if !restarted {
             let detail = match &res {
                 Ok(o) => format!("{}: {}", o.describe_exit(), o.last_error_line()),
-                Err(e) => e.to_string(),
+                Err(e) => e.detail(),
             };
             report.push_str(&format!("\n  putting the old binary back failed: {detail}"));
         }
