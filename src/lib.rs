@@ -10,6 +10,7 @@ pub mod events;
 pub mod exit;
 pub mod inventory;
 pub mod journal;
+pub mod reach;
 pub mod secret_env;
 pub mod ssh;
 pub mod ui;

@@ -9,11 +9,11 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::inventory::Secret;
+use crate::reach::ReachOptions;
 use crate::ssh::SshOptions;
 use crate::ui::OutputFormat;
 use crate::upgrade::clusters::TargetBinaries;
 use crate::upgrade::target::RollOptions;
-use crate::upgrade::ReachOptions;
 
 /// The binaries to upgrade to.
 #[derive(Args, Debug, Clone)]

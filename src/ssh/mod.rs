@@ -13,6 +13,7 @@ pub mod known_hosts;
 mod output;
 mod session;
 mod shell;
+pub mod sudo;
 mod upload;
 #[cfg(test)]
 pub(crate) mod test_rng {

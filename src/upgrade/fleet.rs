@@ -9,27 +9,10 @@ use futures::future::join_all;
 use crate::etcd::client::{url_host_port, BoxStream, Dial, DialFuture};
 use crate::etcd::{tls, EtcdClient};
 use crate::inventory::{Host, Secret};
-use crate::ssh::{
-    config, parse_jumps, Connector, Endpoint, ExecOutput, RemoteCommand, Session, SshError,
-};
+use crate::reach::{endpoint_for, ReachOptions};
+use crate::ssh::{sudo, Connector, Endpoint, ExecOutput, RemoteCommand, Session, SshError};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
-
-/// Settings for how hosts are reached, from the command line.
-#[derive(Clone, Debug, Default)]
-pub struct ReachOptions {
-    /// `-J`: jump hosts for every host, overriding the inventory.
-    pub jump: Option<String>,
-    /// `-u`: login user overriding the inventory.
-    pub user: Option<String>,
-    /// `--become`: run privileged steps with sudo.
-    pub become_: bool,
-    /// The sudo password (`--ask-become-pass` or ETCDROLL_BECOME_PASS), for every
-    /// host; `ansible_become_pass` in the inventory is used where this is unset.
-    pub become_password: Option<Secret>,
-    /// `-F`: the ssh_config file (else ~/.ssh/config if it exists).
-    pub ssh_config: Option<std::path::PathBuf>,
-}
 
 /// One host of the run and, if it could be logged into, its session.
 pub struct HostLink {
@@ -107,35 +90,14 @@ impl HostLink {
         s.exec(cmd, None, limit).await
     }
 
-    /// The command as it must be sent, and what to feed its stdin: under sudo when
-    /// the host asks for `become`: `sudo -n` (never waits for a password on a
-    /// terminal that is not there), or `sudo -S` with the password on stdin.
+    /// The command as it must be sent, and what to feed its stdin: under sudo
+    /// (`ssh::sudo`) when the host asks for `become`.
     pub fn privileged(&self, cmd: &RemoteCommand) -> (RemoteCommand, Option<Vec<u8>>) {
         if !self.become_ {
             return (cmd.clone(), None);
         }
         let user = self.host.become_user.as_deref().unwrap_or("root");
-        let (flags, input): (&[&str], _) = match &self.become_password {
-            Some(p) => (
-                &["-S", "-k", "-p", ""],
-                Some(format!("{}\n", p.expose()).into_bytes()),
-            ),
-            None => (&["-n"], None),
-        };
-        // With a password on stdin, the command itself must never read it: sudo
-        // leaves it unread when it does not ask (root, NOPASSWD, a cached ticket),
-        // so the command's stdin is closed before it runs.
-        let inner = match input {
-            Some(_) => RemoteCommand::script("exec </dev/null;").raw(cmd.as_str()),
-            None => cmd.clone(),
-        };
-        let wrapped = RemoteCommand::new("sudo")
-            .args(flags)
-            .arg("-u")
-            .arg(user)
-            .arg("--")
-            .raw(inner.in_sh().as_str());
-        (wrapped, input)
+        sudo::wrap(cmd, user, self.become_password.as_ref().map(|p| p.expose()))
     }
 
     /// Run a command with privilege when the host asks for `become`.
@@ -248,60 +210,6 @@ impl Dial for TunnelDial {
             }
         })
     }
-}
-
-/// The SSH endpoint of an inventory host. Precedence: command line, then
-/// inventory, then ssh_config (resolved by OpenSSH's `ssh -G`), then defaults.
-pub async fn endpoint_for(host: &Host, reach: &ReachOptions) -> Result<Endpoint, String> {
-    let cfg = match config::config_file(reach.ssh_config.as_deref()) {
-        Some(file) => Some(config::resolve(&host.address, &file).await?),
-        None => None,
-    };
-    let cfg = cfg.unwrap_or_default();
-    let user = reach
-        .user
-        .clone()
-        .or_else(|| host.user.clone())
-        .or_else(|| cfg.user.clone())
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "root".to_string());
-    let address = cfg
-        .hostname
-        .clone()
-        .filter(|h| h != &host.address)
-        .unwrap_or_else(|| host.address.clone());
-    let identity_file = host
-        .private_key_file
-        .clone()
-        .or_else(|| cfg.identity_files.iter().find(|p| p.exists()).cloned());
-    let known_hosts_file = host
-        .known_hosts_file
-        .clone()
-        .or_else(|| cfg.known_hosts_files.iter().find(|p| p.exists()).cloned());
-    let jump_spec = reach
-        .jump
-        .clone()
-        .or_else(|| host.jump.clone())
-        .or(cfg.proxy_jump.clone());
-    let jumps = match jump_spec.as_deref() {
-        Some(spec) if !spec.trim().is_empty() && spec.trim() != "none" => parse_jumps(
-            spec,
-            &user,
-            identity_file.as_deref(),
-            known_hosts_file.as_deref(),
-        )
-        .map_err(|e| format!("{}: {e}", host.name))?,
-        _ => Vec::new(),
-    };
-    Ok(Endpoint {
-        label: host.name.clone(),
-        host: address,
-        port: host.port.or(cfg.port).unwrap_or(22),
-        user,
-        identity_file,
-        known_hosts_file,
-        jumps,
-    })
 }
 
 /// Connect to every host at once. Hosts that fail are kept with their error, so

@@ -13,4 +13,4 @@ pub mod procedures;
 pub mod record;
 pub mod target;
 
-pub use fleet::{connect_all, endpoint_for, HostLink, ReachOptions};
+pub use fleet::{connect_all, HostLink};

@@ -717,8 +717,9 @@ fn main() -> Result<()> {
 /// pre-flight has started the session's kept shell by then).
 async fn upload_twice(inv: &Path, file: &Path) -> Result<(f64, f64)> {
     use etcdroll::inventory::{load, LoadOptions};
+    use etcdroll::reach::ReachOptions;
     use etcdroll::ssh::{Connector, Payload, SshOptions};
-    use etcdroll::upgrade::{connect_all, ReachOptions};
+    use etcdroll::upgrade::connect_all;
     let inv = load(
         inv,
         &LoadOptions {
