@@ -81,8 +81,8 @@ fn lock_file(link: &HostLink) -> String {
 
 /// Where a member's restart script records its turn (see
 /// `commands::restart_with_swap`), beside the lock.
-pub fn turn_file(link: &HostLink) -> String {
-    format!("{}/etcdroll.turn", link.host.lock_dir.trim_end_matches('/'))
+pub fn turn_file(lock_dir: &str) -> String {
+    format!("{}/etcdroll.turn", lock_dir.trim_end_matches('/'))
 }
 
 fn field(content: &str, k: &str) -> String {

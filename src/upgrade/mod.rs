@@ -11,6 +11,7 @@ pub mod phase;
 pub mod preflight;
 pub mod procedures;
 pub mod record;
+pub mod remote_host;
 pub mod target;
 
 pub use fleet::{connect_all, HostLink};

@@ -36,7 +36,7 @@ pub struct MemberView {
 }
 
 impl MemberView {
-    fn new(host: &str) -> MemberView {
+    pub(crate) fn new(host: &str) -> MemberView {
         MemberView {
             host: host.to_string(),
             facts: None,
@@ -175,7 +175,10 @@ async fn survey_member(
     let probing = async {
         match link
             .run_privileged(
-                &commands::probe(&link.host.etcd, &super::lock::turn_file(link)),
+                &commands::probe(
+                    &link.host.etcd,
+                    &super::lock::turn_file(&link.host.lock_dir),
+                ),
                 limits.command,
             )
             .await

@@ -172,7 +172,7 @@ impl Roll<'_> {
             let Some(etcdctl) = etcdctl else {
                 return Some(format!("{}: its etcdctl's version is unknown", l.name()));
             };
-            let check = commands::final_health(&l.host.etcd, etcdctl, cluster_version);
+            let check = commands::final_health(l.etcd(), etcdctl, cluster_version);
             let out = l
                 .run_privileged(&check.command, ctx.opts.command_timeout)
                 .await;
@@ -183,7 +183,7 @@ impl Roll<'_> {
                     l.name(),
                     check.what,
                     o.last_error_line(),
-                    known_tls_issue(&l.host.etcd.client_url, cluster_version),
+                    known_tls_issue(&l.etcd().client_url, cluster_version),
                     if o.stdout_text().contains("not capable") {
                         // Seen in the lab: a 3.5 member replaying a WAL that still
                         // begins in the 2.3 era keeps 2.3's capabilities.

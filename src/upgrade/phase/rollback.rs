@@ -170,7 +170,7 @@ impl Phase for ReturnMembers {
                     step: Step::RollingBack,
                     detail: Some(format!("{new} → {old}")),
                 });
-                let vars = &link.host.etcd;
+                let vars = link.etcd();
                 let mut binaries = vec![vars.binary.clone()];
                 let ctl_old = crate::etcd::commands::saved_path(&vars.etcdctl_binary);
                 let has_ctl_old = link
@@ -185,7 +185,7 @@ impl Phase for ReturnMembers {
                 }
                 let restart = Restart {
                     vars,
-                    turn_file: crate::upgrade::lock::turn_file(link),
+                    turn_file: crate::upgrade::lock::turn_file(link.lock_dir()),
                     turn_line: format!("run {} (rollback to {old})", ctx.opts.run_id),
                     snapshot: None,
                     offline: None,

@@ -3,6 +3,8 @@
 //! health and catch-up gates (`turn.rs`), with the old binary put back when a
 //! member does not come back healthy (`undo.rs`). `health.rs` holds the waits.
 
+#[cfg(test)]
+mod decision_tests;
 mod health;
 pub mod turn;
 mod undo;
@@ -14,9 +16,9 @@ use futures::future::BoxFuture;
 use super::{Flow, Phase, Run};
 use crate::etcd::{EtcdClient, Version};
 use crate::events::{Emitter, Event, MemberState, Step};
-use crate::upgrade::fleet::HostLink;
 use crate::upgrade::preflight::MemberView;
 use crate::upgrade::record::{Record, Records};
+use crate::upgrade::remote_host::RemoteHost;
 use crate::upgrade::target::{Interrupt, RollOptions, Target};
 
 pub use health::Deadline;
@@ -35,7 +37,7 @@ pub enum RollEnd {
 /// One member during the roll: how to reach it, what is known of it, and its
 /// record in the run's report.
 pub struct Member<'r> {
-    pub link: &'r HostLink,
+    pub link: &'r dyn RemoteHost,
     pub view: &'r mut MemberView,
     pub record: Record,
 }
@@ -105,7 +107,7 @@ impl<'r> Roll<'r> {
             .zip(run.links)
             .enumerate()
             .map(|(i, (view, link))| Member {
-                link,
+                link: link as &dyn RemoteHost,
                 view,
                 record: Record::new(records.clone(), i),
             })

@@ -159,7 +159,7 @@ impl Roll<'_> {
         let cluster_version = self.cluster_version;
         let m = &mut self.members[i];
         let host = m.name().to_string();
-        let vars = m.link.host.etcd.clone();
+        let vars = m.link.etcd().clone();
         let from = m.view.running;
         let backup_dir = backup_dir(&vars, &host, ctx.target.version);
 
@@ -191,7 +191,7 @@ impl Roll<'_> {
         }
         let restart = Restart {
             vars: &vars,
-            turn_file: crate::upgrade::lock::turn_file(m.link),
+            turn_file: crate::upgrade::lock::turn_file(m.link.lock_dir()),
             turn_line: ctx.turn_line(),
             snapshot,
             offline: Some(commands::offline_backup(&vars, &backup_dir, v2)),

@@ -26,7 +26,7 @@ impl Roll<'_> {
                 i,
                 format!(
                     "{host} was left stopped by {by}, and {} does not run: start it by hand",
-                    link.host.etcd.binary
+                    link.etcd().binary
                 ),
             ));
         };
@@ -35,10 +35,10 @@ impl Roll<'_> {
             Step::Starting,
             Some(format!("left stopped by {by}: starting it on {installed}")),
         );
-        let start = commands::service_start(&link.host.etcd).and(
+        let start = commands::service_start(link.etcd()).and(
             RemoteCommand::new("rm")
                 .arg("-f")
-                .arg(crate::upgrade::lock::turn_file(link)),
+                .arg(crate::upgrade::lock::turn_file(link.lock_dir())),
         );
         let started = link.run_privileged(&start, ctx.opts.command_timeout).await;
         let why = match started {
@@ -106,7 +106,7 @@ impl Roll<'_> {
     /// The last lines of the member's service log, when the service manager shows them.
     async fn logs(&self, i: usize) -> Option<String> {
         let link = self.members[i].link;
-        let cmd = commands::service_logs(&link.host.etcd, 15)?;
+        let cmd = commands::service_logs(link.etcd(), 15)?;
         let out = link
             .run_privileged(&cmd, self.ctx.opts.command_timeout)
             .await
@@ -137,14 +137,14 @@ impl Roll<'_> {
             Step::RollingBack,
             Some(format!("back to {}", fmt_version(from))),
         );
-        let vars = &m.link.host.etcd;
+        let vars = m.link.etcd();
         let mut binaries = vec![vars.binary.clone()];
         if ctx.swap_etcdctl {
             binaries.push(vars.etcdctl_binary.clone());
         }
         let restart = Restart {
             vars,
-            turn_file: crate::upgrade::lock::turn_file(m.link),
+            turn_file: crate::upgrade::lock::turn_file(m.link.lock_dir()),
             turn_line: ctx.turn_line(),
             snapshot: None,
             offline: None,

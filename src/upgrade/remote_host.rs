@@ -1,0 +1,87 @@
+//! The one seam between the engine and a host: run a command (as the login
+//! user, or with the privilege the inventory asks for), and know the host's
+//! etcd layout. `HostLink` implements it over SSH; a member's turn and its
+//! undo use nothing else, so their decisions are unit-tested against a fake
+//! host (`phase/roll/decision_tests.rs`) while the lab stays the proof.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::fleet::HostLink;
+use crate::etcd::EtcdVars;
+use crate::ssh::{ExecOutput, RemoteCommand, SshError};
+
+pub trait RemoteHost: Send + Sync {
+    /// The inventory's name for the host.
+    fn name(&self) -> &str;
+
+    /// The host's etcd member: binaries, data dir, service, client URL.
+    fn etcd(&self) -> &EtcdVars;
+
+    /// Where this run's lock and turn files live on the host.
+    fn lock_dir(&self) -> &str;
+
+    /// Run a command as the login user.
+    fn run<'a>(
+        &'a self,
+        cmd: &'a RemoteCommand,
+        limit: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, SshError>>;
+
+    /// Run a command with privilege when the host asks for `become`.
+    fn run_privileged<'a>(
+        &'a self,
+        cmd: &'a RemoteCommand,
+        limit: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, SshError>>;
+
+    /// Like `run_privileged`, reporting each stdout line as it arrives.
+    fn run_privileged_streaming<'a>(
+        &'a self,
+        cmd: &'a RemoteCommand,
+        limit: Duration,
+        on_line: &'a mut (dyn FnMut(&str) + Send),
+    ) -> BoxFuture<'a, Result<ExecOutput, SshError>>;
+}
+
+impl RemoteHost for HostLink {
+    fn name(&self) -> &str {
+        HostLink::name(self)
+    }
+
+    fn etcd(&self) -> &EtcdVars {
+        &self.host.etcd
+    }
+
+    fn lock_dir(&self) -> &str {
+        &self.host.lock_dir
+    }
+
+    fn run<'a>(
+        &'a self,
+        cmd: &'a RemoteCommand,
+        limit: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, SshError>> {
+        Box::pin(HostLink::run(self, cmd, limit))
+    }
+
+    fn run_privileged<'a>(
+        &'a self,
+        cmd: &'a RemoteCommand,
+        limit: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, SshError>> {
+        Box::pin(HostLink::run_privileged(self, cmd, limit))
+    }
+
+    fn run_privileged_streaming<'a>(
+        &'a self,
+        cmd: &'a RemoteCommand,
+        limit: Duration,
+        on_line: &'a mut (dyn FnMut(&str) + Send),
+    ) -> BoxFuture<'a, Result<ExecOutput, SshError>> {
+        Box::pin(HostLink::run_privileged_streaming(
+            self, cmd, limit, on_line,
+        ))
+    }
+}
