@@ -206,6 +206,7 @@ pub enum Event {
         ok: bool,
         exit_code: i32,
         message: Option<String>,
+        next: Vec<NextStep>,
     },
     /// A path of several binaries: hop `index` (1-based) of `of` starts.
     Hop {
@@ -228,7 +229,27 @@ pub enum Event {
         ok: bool,
         exit_code: i32,
         message: Option<String>,
+        /// What the operator can run now (continue, go back, check), as data:
+        /// the same commands the message names.
+        next: Vec<NextStep>,
     },
+}
+
+/// A command the report suggests, and what it is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NextStep {
+    /// `continue`, `retry`, `rollback` or `check`.
+    pub what: String,
+    pub command: String,
+}
+
+impl NextStep {
+    pub fn new(what: &str, command: impl Into<String>) -> NextStep {
+        NextStep {
+            what: what.to_string(),
+            command: command.into(),
+        }
+    }
 }
 
 /// Where the engine sends events.

@@ -138,6 +138,19 @@ fn ctrl_c_finishes_the_current_member_then_stops_and_a_rerun_completes() {
         last["message"].as_str().unwrap().contains("interrupted"),
         "{last}"
     );
+    // The next steps, as data: the same command to continue, and the rollback.
+    let next = last["next"].as_array().expect("run_finished.next");
+    let what: Vec<&str> = next.iter().map(|n| n["what"].as_str().unwrap()).collect();
+    assert_eq!(what, ["continue", "rollback"], "{last}");
+    let again = next[0]["command"].as_str().unwrap();
+    assert!(again.contains("upgrade") && again.contains(&inv), "{last}");
+    assert!(
+        next[1]["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("etcdroll rollback -i "),
+        "{last}"
+    );
 
     let out = upgrade_351(&s, &inv);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -37,6 +37,7 @@ pub(super) async fn with_interrupts(
                         ok: false,
                         exit_code: exit::INTERRUPTED,
                         message: Some(ui::hard_stop_message(&recs)),
+                        next: Vec::new(),
                     });
                     return exit::INTERRUPTED;
                 }

@@ -102,6 +102,7 @@ impl Ui {
             ok: false,
             exit_code: crate::exit::USAGE,
             message: Some(message.to_string()),
+            next: Vec::new(),
         });
     }
 

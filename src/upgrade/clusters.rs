@@ -110,6 +110,7 @@ fn clusters_outcome(results: Vec<(String, i32)>, several: bool, emit: &Emitter) 
         ok: code == exit::OK,
         exit_code: code,
         message: Some(lines.join("; ")),
+        next: Vec::new(),
     });
     code
 }
@@ -128,11 +129,13 @@ pub fn cluster_emitter(emit: &Emitter, cluster: &str, several: bool) -> Emitter 
             ok,
             exit_code,
             message,
+            next,
         } => emit(Event::ClusterFinished {
             cluster: cluster.clone(),
             ok,
             exit_code,
             message,
+            next,
         }),
         Event::Cluster {
             cluster_version,
@@ -207,7 +210,7 @@ mod tests {
         assert!(
             matches!(
                 seen.as_slice(),
-                [Event::RunFinished { ok: false, exit_code, message: Some(m) }]
+                [Event::RunFinished { ok: false, exit_code, message: Some(m), .. }]
                     if *exit_code == exit::FAILED && m == "cluster a: ok; cluster b: exit 1"
             ),
             "{seen:?}"

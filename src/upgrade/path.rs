@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::etcd::Version;
-use crate::events::{Emitter, Event};
+use crate::events::{Emitter, Event, NextStep};
 use crate::exit;
 
 use super::lock::release_all;
@@ -160,7 +160,8 @@ async fn walk(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
                      The hops before it are done. Run the same command again to continue at this hop.",
                     k + 1
                 ),
-                ),
+                )
+                .with_next(vec![NextStep::new("continue", same_command())]),
             );
         }
     }
@@ -237,6 +238,7 @@ fn hop_emitter(
             ok,
             exit_code,
             message,
+            ..
         } => {
             if let Ok(mut k) = keep.lock() {
                 k.clone_from(&message);
@@ -254,4 +256,12 @@ fn hop_emitter(
         other => emit(other),
     });
     (wrapped, ended)
+}
+
+/// This very command line, quoted: what continues a stopped path.
+fn same_command() -> String {
+    std::env::args()
+        .map(|a| crate::ssh::quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -9,7 +9,7 @@ use futures::future::{join_all, BoxFuture};
 use super::roll::{Deadline, Roll, RollEnd};
 use super::{Flow, Outcome, Phase, Run};
 use crate::etcd::{commands, Version};
-use crate::events::Event;
+use crate::events::{Event, NextStep};
 use crate::exit;
 use crate::ssh::quote;
 use crate::upgrade::record::{oldest_from, summary_rows};
@@ -61,7 +61,11 @@ impl Phase for Finish {
                          is still {}: {rollback_cmd}",
                         oldest_from(&records)
                     ),
-                ),
+                )
+                .with_next(vec![
+                    NextStep::new("continue", &resume),
+                    NextStep::new("rollback", &rollback_cmd),
+                ]),
                 RollEnd::Failed(msg) => Outcome::new(
                     exit::FAILED,
                     format!(
@@ -69,14 +73,22 @@ impl Phase for Finish {
                          Members already upgraded stay on {version}.\n  To retry once the cause is fixed: {resume}\n  \
                          To return the upgraded members (while the cluster version has not moved): {rollback_cmd}"
                     ),
-                ),
+                )
+                .with_next(vec![
+                    NextStep::new("retry", &resume),
+                    NextStep::new("rollback", &rollback_cmd),
+                ]),
                 RollEnd::NeedsAttention(msg) => Outcome::new(
                     exit::NEEDS_ATTENTION,
                     format!(
                         "upgrade stopped, ACTION NEEDED: {msg}\n  Then check with: etcdroll status -i {inventory}\n  \
                          and resume with: {resume}"
                     ),
-                ),
+                )
+                .with_next(vec![
+                    NextStep::new("check", format!("etcdroll status -i {inventory}")),
+                    NextStep::new("continue", &resume),
+                ]),
             };
             (run.emit)(Event::UpgradeSummary {
                 rows: summary_rows(&records),

@@ -21,7 +21,7 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 
 use crate::etcd::Version;
-use crate::events::{Emitter, Event};
+use crate::events::{Emitter, Event, NextStep};
 use crate::exit;
 
 use super::fleet::HostLink;
@@ -38,6 +38,8 @@ pub type Confirm<'a> = Box<dyn Fn(&[String]) -> bool + Send + Sync + 'a>;
 pub struct Outcome {
     pub code: i32,
     pub message: String,
+    /// The commands the message suggests, as data for JSON users.
+    pub next: Vec<NextStep>,
 }
 
 impl Outcome {
@@ -45,6 +47,7 @@ impl Outcome {
         Outcome {
             code,
             message: message.into(),
+            next: Vec::new(),
         }
     }
     pub fn ok(message: impl Into<String>) -> Outcome {
@@ -52,6 +55,10 @@ impl Outcome {
     }
     pub fn refused(message: impl Into<String>) -> Outcome {
         Outcome::new(exit::REFUSED, message)
+    }
+    pub fn with_next(mut self, next: Vec<NextStep>) -> Outcome {
+        self.next = next;
+        self
     }
 }
 
@@ -61,6 +68,7 @@ pub fn finish(emit: &Emitter, outcome: Outcome) -> i32 {
         ok: outcome.code == exit::OK,
         exit_code: outcome.code,
         message: Some(outcome.message),
+        next: outcome.next,
     });
     outcome.code
 }
