@@ -33,6 +33,14 @@ pub enum SshError {
         step: String,
         reason: String,
     },
+    /// The connection dropped during `step`: a step that is safe to repeat
+    /// reconnects and goes on.
+    #[error("{host}: {step}: the connection dropped ({reason})")]
+    Disconnected {
+        host: String,
+        step: String,
+        reason: String,
+    },
 }
 
 impl SshError {
@@ -44,6 +52,27 @@ impl SshError {
         )
     }
 
+    /// The connection dropped (rather than a command or a login failing).
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, SshError::Disconnected { .. })
+    }
+
+    /// The same failure, told as a dropped connection: for errors seen after
+    /// the session's connection closed.
+    pub(super) fn into_disconnected(self) -> SshError {
+        match self {
+            SshError::Channel { host, step, reason } => {
+                SshError::Disconnected { host, step, reason }
+            }
+            SshError::Timeout { host, step, limit } => SshError::Disconnected {
+                host,
+                step,
+                reason: format!("no answer for {}", humantime::format_duration(limit)),
+            },
+            other => other,
+        }
+    }
+
     /// The host it is about.
     pub fn host(&self) -> &str {
         match self {
@@ -51,7 +80,8 @@ impl SshError {
             | SshError::HostKey { host, .. }
             | SshError::Auth { host, .. }
             | SshError::Timeout { host, .. }
-            | SshError::Channel { host, .. } => host,
+            | SshError::Channel { host, .. }
+            | SshError::Disconnected { host, .. } => host,
         }
     }
 
@@ -104,5 +134,8 @@ mod tests {
         assert_eq!(e.to_string(), "m0: exec: closed");
         assert_eq!(e.detail(), "exec: closed");
         assert_eq!(e.host(), "m0");
+        let dropped = e.into_disconnected();
+        assert!(dropped.is_disconnected());
+        assert_eq!(dropped.to_string(), "m0: exec: the connection dropped (closed)");
     }
 }

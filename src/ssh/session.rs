@@ -66,6 +66,16 @@ impl Session {
         &self.handle
     }
 
+    /// An error as the caller must see it: as a dropped connection when the
+    /// connection is gone, so callers branch on the kind, never on the text.
+    pub(super) fn told(&self, e: SshError) -> SshError {
+        if self.is_closed() {
+            e.into_disconnected()
+        } else {
+            e
+        }
+    }
+
     pub(super) fn channel_err(&self, step: &str, e: impl fmt::Display) -> SshError {
         SshError::Channel {
             host: self.label.clone(),
@@ -131,7 +141,10 @@ impl Session {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ExecOutput, SshError> {
         let t0 = std::time::Instant::now();
-        let result = self.exec_streaming_inner(cmd, input, limit, on_line).await;
+        let result = self
+            .exec_streaming_inner(cmd, input, limit, on_line)
+            .await
+            .map_err(|e| self.told(e));
         if tracing::enabled!(target: "etcdroll::remote", tracing::Level::INFO) {
             let line: String = cmd
                 .as_str()

@@ -32,6 +32,18 @@ impl Session {
         stall_limit: Duration,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), SshError> {
+        self.upload_whole(payload, remote_path, stall_limit, progress)
+            .await
+            .map_err(|e| self.told(e))
+    }
+
+    async fn upload_whole(
+        &self,
+        payload: &Payload,
+        remote_path: &str,
+        stall_limit: Duration,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), SshError> {
         let step = format!("upload to {remote_path}");
         let cmd = receive_command(remote_path, payload.len());
         let (out, sent) = self

@@ -12,7 +12,7 @@ use futures::future::{join_all, BoxFuture};
 use super::{Flow, Outcome, Phase, Run};
 use crate::etcd::{commands, UpgradeStep, Version};
 use crate::events::{Emitter, Event, Step};
-use crate::ssh::{Payload, RemoteCommand};
+use crate::ssh::{Payload, RemoteCommand, SshError};
 use crate::upgrade::fleet::HostLink;
 use crate::upgrade::preflight::ClusterView;
 use crate::upgrade::target::{RollOptions, Stage, Target};
@@ -177,7 +177,7 @@ async fn stage_one(
         let staged = target.staged(dest);
         let mut result = upload_and_stage(link, payload, dest, &staged, opts, emit, 0).await;
         for attempt in 1..3 {
-            let dropped = result.is_err() && link.session().is_ok_and(|s| s.is_closed());
+            let dropped = matches!(&result, Err(StageError::Ssh(e)) if e.is_disconnected());
             if !dropped {
                 break;
             }
@@ -201,7 +201,7 @@ async fn stage_one(
             emit(Event::HostFailed {
                 host: host.clone(),
                 step: Step::Uploading,
-                error: e.clone(),
+                error: e.to_string(),
             });
             return Some(format!("{host}: staging {dest} failed: {e}"));
         }
@@ -283,6 +283,16 @@ async fn stage_one(
     None
 }
 
+/// Why staging a file on a host failed: the connection (a dropped one is
+/// reconnected and the upload redone), or the host's own refusal.
+#[derive(Debug, thiserror::Error)]
+enum StageError {
+    #[error("{}", .0.detail())]
+    Ssh(SshError),
+    #[error("{0}")]
+    Host(String),
+}
+
 /// Upload to a temporary name, verify the checksum there, then give it the
 /// installed file's mode and owner and rename it to `NAME.new`: no partial file
 /// ever carries the binary's name. With become, the upload lands in a private temp
@@ -295,8 +305,8 @@ async fn upload_and_stage(
     opts: &RollOptions,
     emit: &Emitter,
     attempt: u32,
-) -> Result<(), String> {
-    let session = link.live_session().await.map_err(|e| e.detail())?;
+) -> Result<(), StageError> {
+    let session = link.live_session().await.map_err(StageError::Ssh)?;
     let tmp = if link.become_ {
         let out = link
             .run(
@@ -304,9 +314,12 @@ async fn upload_and_stage(
                 opts.command_timeout,
             )
             .await
-            .map_err(|e| e.detail())?;
+            .map_err(StageError::Ssh)?;
         if !out.success() {
-            return Err(format!("mktemp -d failed: {}", out.last_error_line()));
+            return Err(StageError::Host(format!(
+                "mktemp -d failed: {}",
+                out.last_error_line()
+            )));
         }
         format!("{}/upload", out.stdout_text().trim())
     } else {
@@ -329,14 +342,14 @@ async fn upload_and_stage(
     session
         .upload(payload, &tmp, opts.upload_stall_timeout, &progress)
         .await
-        .map_err(|e| e.detail())?;
+        .map_err(StageError::Ssh)?;
     let out = link
         .run_privileged(
             &commands::stage_installed(&tmp, dest, staged),
             opts.command_timeout,
         )
         .await
-        .map_err(|e| e.detail())?;
+        .map_err(StageError::Ssh)?;
     if link.become_ {
         let dir = tmp.trim_end_matches("/upload").to_string();
         let _ = link
@@ -347,11 +360,11 @@ async fn upload_and_stage(
             .await;
     }
     if !out.success() {
-        return Err(format!(
+        return Err(StageError::Host(format!(
             "installing as {staged} failed ({}): {}",
             out.describe_exit(),
             out.last_error_line()
-        ));
+        )));
     }
     Ok(())
 }
