@@ -344,6 +344,35 @@ pub struct FinalHealth {
     pub what: &'static str,
 }
 
+/// What may explain a failed final health check, from the guide and the lab
+/// ("" when nothing known): the guide's TLS known issue before 3.1, and a 3.5
+/// member that refuses v3 as "not capable".
+pub fn final_health_hints(v: &EtcdVars, cluster: Version, etcdctl_output: &str) -> String {
+    let mut hints = known_tls_issue(&v.client_url, cluster).to_string();
+    if etcdctl_output.contains("not capable") {
+        // Seen in the lab: a 3.5 member replaying a WAL that still begins in
+        // the 2.3 era keeps 2.3's capabilities.
+        hints.push_str(
+            " (the member refuses v3 as \"not capable\": etcd 3.5 keeps the API capabilities of the \
+             first cluster version in its WAL, so a cluster migrated from 2.3 that has taken no raft \
+             snapshot since (fewer writes than --snapshot-count) serves no v3 on 3.5 — let it take a \
+             snapshot on 3.4, e.g. restart it with a small --snapshot-count, then upgrade)",
+        );
+    }
+    hints
+}
+
+/// etcd < 3.1 built with Go > 1.7 breaks the v3 API over TLS: the guide's known
+/// issue, named in errors where it may be the cause.
+pub fn known_tls_issue(client_url: &str, version: Version) -> &'static str {
+    if client_url.starts_with("https://") && version < Version::new(3, 1, 0) {
+        " (known issue: etcd before 3.1 built with Go newer than 1.7 cannot serve the v3 API over TLS; \
+         use an official release build, or check through v2 and /health)"
+    } else {
+        ""
+    }
+}
+
 /// True when `etcdctl endpoint health` output says healthy for every endpoint.
 pub fn endpoint_health_ok(out: &str) -> bool {
     let lines: Vec<&str> = out.lines().filter(|l| l.contains("healthy")).collect();

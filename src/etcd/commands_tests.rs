@@ -156,3 +156,20 @@ fn probe_runs_in_sh_and_changes_nothing() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_failed_final_check_names_what_the_guide_and_the_lab_know() {
+    let v = |s| Version::parse(s).unwrap();
+    let tls = EtcdVars {
+        client_url: "https://127.0.0.1:2379".into(),
+        ..EtcdVars::default()
+    };
+    assert!(final_health_hints(&tls, v("3.0.0"), "").contains("known issue"));
+    assert_eq!(final_health_hints(&tls, v("3.1.0"), ""), "");
+    let plain = EtcdVars::default();
+    assert!(
+        final_health_hints(&plain, v("3.5.0"), "Error: etcdserver: not capable")
+            .contains("--snapshot-count")
+    );
+    assert_eq!(final_health_hints(&plain, v("3.5.0"), "unhealthy"), "");
+}

@@ -136,6 +136,9 @@ mod tests {
         assert_eq!(e.host(), "m0");
         let dropped = e.into_disconnected();
         assert!(dropped.is_disconnected());
-        assert_eq!(dropped.to_string(), "m0: exec: the connection dropped (closed)");
+        assert_eq!(
+            dropped.to_string(),
+            "m0: exec: the connection dropped (closed)"
+        );
     }
 }

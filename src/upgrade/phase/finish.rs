@@ -191,23 +191,13 @@ impl Roll<'_> {
             match out {
                 Ok(o) if (check.ok)(&o.stdout_text()) => None,
                 Ok(o) => Some(format!(
-                    "{}: {}: {}{}{}",
+                    "{}: {}: {}{}",
                     l.name(),
                     check.what,
                     o.last_error_line(),
-                    known_tls_issue(&l.etcd().client_url, cluster_version),
-                    if o.stdout_text().contains("not capable") {
-                        // Seen in the lab: a 3.5 member replaying a WAL that still
-                        // begins in the 2.3 era keeps 2.3's capabilities.
-                        " (the member refuses v3 as \"not capable\": etcd 3.5 keeps the API capabilities of the \
-                         first cluster version in its WAL, so a cluster migrated from 2.3 that has taken no raft \
-                         snapshot since (fewer writes than --snapshot-count) serves no v3 on 3.5 — let it take a \
-                         snapshot on 3.4, e.g. restart it with a small --snapshot-count, then upgrade)"
-                    } else {
-                        ""
-                    }
+                    commands::final_health_hints(l.etcd(), cluster_version, &o.stdout_text()),
                 )),
-                Err(e) => Some(format!("{}: {}: {e}", l.name(), check.what)),
+                Err(e) => Some(format!("{}: {}: {}", l.name(), check.what, e.detail())),
             }
         });
         let bad: Vec<String> = join_all(checks).await.into_iter().flatten().collect();
@@ -216,15 +206,5 @@ impl Roll<'_> {
         } else {
             Err(format!("the final health check failed: {}", bad.join("; ")))
         }
-    }
-}
-/// etcd < 3.1 built with Go > 1.7 breaks the v3 API over TLS: the guide's known
-/// issue, named in errors where it may be the cause.
-pub fn known_tls_issue(client_url: &str, version: Version) -> &'static str {
-    if client_url.starts_with("https://") && version < Version::new(3, 1, 0) {
-        " (known issue: etcd before 3.1 built with Go newer than 1.7 cannot serve the v3 API over TLS; \
-         use an official release build, or check through v2 and /health)"
-    } else {
-        ""
     }
 }
