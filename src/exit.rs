@@ -15,3 +15,28 @@ pub const UNREACHABLE: i32 = 4;
 pub const NEEDS_ATTENTION: i32 = 5;
 /// Interrupted by Ctrl-C (128 + SIGINT).
 pub const INTERRUPTED: i32 = 130;
+
+/// How a procedure ended, as the engine reports it; `code` is the one table
+/// from endings to exit codes (the process's, and the JSON events' `exit_code`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    Done,
+    Failed,
+    Refused,
+    Unreachable,
+    NeedsAttention,
+    Interrupted,
+}
+
+impl Ending {
+    pub fn code(self) -> i32 {
+        match self {
+            Ending::Done => OK,
+            Ending::Failed => FAILED,
+            Ending::Refused => REFUSED,
+            Ending::Unreachable => UNREACHABLE,
+            Ending::NeedsAttention => NEEDS_ATTENTION,
+            Ending::Interrupted => INTERRUPTED,
+        }
+    }
+}

@@ -179,25 +179,26 @@ fn exec_on_30_hosts_runs_them_concurrently() {
     };
     let s = Scratch::new();
     let inv = inventory(&lab, &s);
-    // Each host sleeps 8 s rather than 2: all 30 "hosts" share this machine's two
-    // cores, and 30 sshd logins plus root's bash start-up (~80 ms of pyenv init
-    // each) take about 2.5 s of CPU on their own — measured here, an OpenSSH
-    // parallel loop needs 3.3 s for `true` on the same 30 hosts — and up to 5 s
-    // while the suite's other lab tests run beside this one (seen twice with a
-    // 5 s sleep). The check is still ordering only: every start comes before
-    // the first end.
+    // A barrier on this machine's filesystem (the lab's hosts are network
+    // namespaces of it): each command arrives, then waits up to 50 s until all
+    // 30 have. Only a run that has all 30 commands going at once gets every one
+    // to see 30; a sequential one (or one with fewer at a time) leaves the first
+    // waiting out its 50 s alone. Unlike a race between start and end times,
+    // this does not depend on how fast 30 logins are on two shared cores (2.5 s
+    // alone, up to 8 s while the kernel tears down earlier tests' namespaces).
+    let barrier = s.dir.path().join("barrier");
+    std::fs::create_dir_all(&barrier).unwrap();
+    let d = etcdroll::ssh::quote(&barrier.display().to_string());
+    let command = format!(
+        "d={d}; mktemp \"$d/arrived.XXXXXX\" >/dev/null; i=0; \
+         while [ \"$(ls \"$d\" | wc -l)\" -lt 30 ] && [ $i -lt 500 ]; do sleep 0.1; i=$((i+1)); done; \
+         ls \"$d\" | wc -l"
+    );
+    let t0 = std::time::Instant::now();
     let out = etcdroll(
         s.dir.path(),
         &[
-            "exec",
-            "-i",
-            &inv,
-            "--group",
-            "hosts",
-            "--output",
-            "json",
-            "--",
-            "date +%s.%N; sleep 8; date +%s.%N",
+            "exec", "-i", &inv, "--group", "hosts", "--output", "json", "--", &command,
         ],
     );
     let t = text(&out);
@@ -205,19 +206,18 @@ fn exec_on_30_hosts_runs_them_concurrently() {
     let evs = events(&out);
     let res = of_kind(&evs, "exec_result");
     assert_eq!(res.len(), 30, "{t}");
-    let times: Vec<(f64, f64)> = res
+    let seen: Vec<&str> = res
         .iter()
-        .map(|e| {
-            let out = e["stdout"].as_str().unwrap();
-            let mut l = out.lines().map(|x| x.trim().parse::<f64>().unwrap());
-            (l.next().unwrap(), l.next().unwrap())
-        })
+        .map(|e| e["stdout"].as_str().unwrap().trim())
         .collect();
-    let last_start = times.iter().map(|t| t.0).fold(f64::MIN, f64::max);
-    let first_end = times.iter().map(|t| t.1).fold(f64::MAX, f64::min);
     assert!(
-        last_start < first_end,
-        "all 30 started before the first ended: {times:?}"
+        seen.iter().all(|n| *n == "30"),
+        "every command saw all 30 running at once: {seen:?}"
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(45),
+        "no command waited out the barrier: {:?}",
+        t0.elapsed()
     );
 }
 

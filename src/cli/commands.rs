@@ -1,7 +1,7 @@
 //! What each command does, as wiring: connect, hand the hosts to the engine
 //! (one cluster at a time or all at once), ask when the operator must confirm,
-//! release the run lock, and return the engine's exit code. The decisions are the
-//! engine's (`upgrade`); the words are `ui`'s.
+//! and report the engine's outcomes (`outcome.rs`: the exit code and the last
+//! event). The decisions are the engine's (`upgrade`); the words are `ui`'s.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::connect::{connect, connect_with};
 use super::interrupt::with_interrupts;
+use super::outcome::report;
 use super::{Common, TargetArgs, Waits};
 use crate::events::Emitter;
 use crate::exit;
@@ -68,7 +69,7 @@ pub(super) async fn check(common: Common, target: TargetArgs, waits: Waits) -> i
     // version), all at once: nothing is changed.
     let clusters = by_cluster(links);
     show_clusters(&ui, &clusters);
-    let code = each_cluster(&clusters, &emit, |i, links, emit| {
+    let outcomes = each_cluster(&clusters, &emit, |i, links, emit| {
         let name = &clusters[i].0;
         let version = versions
             .iter()
@@ -78,6 +79,7 @@ pub(super) async fn check(common: Common, target: TargetArgs, waits: Waits) -> i
         async move { procedures::check(links, version, opts, &emit).await }
     })
     .await;
+    let code = report(outcomes, &emit);
     ui.finish();
     code
 }
@@ -170,6 +172,7 @@ pub(super) async fn upgrade(
             procedures::upgrade(req, &emit).await
         }
     });
+    let all = async { report(all.await, &emit) };
     let code = with_interrupts(all, &interrupt, &records, &emit).await;
     release_after_hard_stop(&clusters, &run, common.command_timeout).await;
     ui.finish();
@@ -201,6 +204,7 @@ pub(super) async fn rollback(common: Common, waits: Waits, yes: bool) -> i32 {
         let (opts, lock, interrupt) = (&opts, &lock, interrupt.clone());
         async move { procedures::rollback(links, opts, &emit, interrupt, lock).await }
     });
+    let all = async { report(all.await, &emit) };
     let code = with_interrupts(all, &interrupt, std::slice::from_ref(&records), &emit).await;
     release_after_hard_stop(&clusters, &opts.run_id, common.command_timeout).await;
     ui.finish();
@@ -217,11 +221,12 @@ pub(super) async fn backup(common: Common, waits: Waits) -> i32 {
     let emit = journaled(&common, &emit, &links, &opts.run_id, "backup");
     let clusters = by_cluster(links);
     show_clusters(&ui, &clusters);
-    let code = each_cluster(&clusters, &emit, |_, links, emit| {
+    let outcomes = each_cluster(&clusters, &emit, |_, links, emit| {
         let (opts, lock) = (&opts, &lock);
         async move { procedures::backup(links, opts, &emit, lock).await }
     })
     .await;
+    let code = report(outcomes, &emit);
     ui.finish();
     code
 }

@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod connect;
 mod interrupt;
+mod outcome;
 
 use std::io::IsTerminal;
 use std::time::Duration;

@@ -3,8 +3,8 @@
 //! leader, cluster version and binary — and all of them at once.
 //!
 //! This module groups the hosts by cluster, runs a procedure for each with an
-//! emitter that names the cluster, and folds the clusters' exit codes into the
-//! run's. `binaries` decides which binary each cluster is upgraded to.
+//! emitter that names the cluster, and hands back each cluster's outcome (cli
+//! reports them). `binaries` decides which binary each cluster is upgraded to.
 
 mod binaries;
 
@@ -12,7 +12,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::events::{Emitter, Event};
-use crate::exit;
+use crate::exit::{self, Ending};
+
+use super::phase::Outcome;
 
 use super::HostLink;
 
@@ -55,17 +57,36 @@ pub async fn release_after_hard_stop(
 
 /// Runs `run` for every cluster at once, each with its own emitter (see
 /// `cluster_emitter`; `run` gets the cluster's index in `clusters`), and returns
-/// the run's exit code (see `clusters_outcome`).
+/// each cluster's name with its outcome, in the clusters' order. With several
+/// clusters, each one's end is reported as it comes (`cluster_finished`); the
+/// run's own end is the caller's to report, once.
 pub async fn each_cluster<'a, Fut>(
     clusters: &'a [(String, Vec<HostLink>)],
     emit: &Emitter,
     run: impl Fn(usize, &'a [HostLink], Emitter) -> Fut,
-) -> i32
+) -> Vec<(String, Outcome)>
 where
-    Fut: Future<Output = i32>,
+    Fut: Future<Output = Outcome>,
 {
-    let results = each_cluster_codes(clusters, emit, run).await;
-    clusters_outcome(results, clusters.len() > 1, emit)
+    let several = clusters.len() > 1;
+    let runs = clusters.iter().enumerate().map(|(i, (name, links))| {
+        let running = run(i, links, cluster_emitter(emit, name, several));
+        let emit = emit.clone();
+        async move {
+            let outcome = running.await;
+            if several {
+                emit(Event::ClusterFinished {
+                    cluster: name.clone(),
+                    ok: outcome.ending == Ending::Done,
+                    exit_code: outcome.ending.code(),
+                    message: Some(outcome.message.clone()),
+                    next: outcome.next.clone(),
+                });
+            }
+            (name.clone(), outcome)
+        }
+    });
+    futures::future::join_all(runs).await
 }
 
 /// Like `each_cluster`, for a run that reports no outcome of its own (`status`):
@@ -84,35 +105,6 @@ where
         async move { (name.clone(), running.await) }
     });
     futures::future::join_all(runs).await
-}
-
-/// The run's exit code from its clusters' (the most serious); with several, the
-/// run's own `run_finished` says how each ended.
-fn clusters_outcome(results: Vec<(String, i32)>, several: bool, emit: &Emitter) -> i32 {
-    if !several {
-        return results.first().map(|(_, c)| *c).unwrap_or(exit::FAILED);
-    }
-    let code = most_serious(results.iter().map(|(_, c)| *c));
-    let lines: Vec<String> = results
-        .iter()
-        .map(|(n, c)| {
-            format!(
-                "cluster {n}: {}",
-                if *c == exit::OK {
-                    "ok".to_string()
-                } else {
-                    format!("exit {c}")
-                }
-            )
-        })
-        .collect();
-    emit(Event::RunFinished {
-        ok: code == exit::OK,
-        exit_code: code,
-        message: Some(lines.join("; ")),
-        next: Vec::new(),
-    });
-    code
 }
 
 /// The emitter of one cluster's run: with several clusters, its end is a
@@ -192,28 +184,6 @@ mod tests {
         assert_eq!(
             most_serious([exit::UNREACHABLE, exit::FAILED]),
             exit::FAILED
-        );
-    }
-
-    #[test]
-    fn several_clusters_end_in_one_run_finished_naming_each() {
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = seen.clone();
-        let emit: Emitter = Arc::new(move |e| sink.lock().unwrap().push(e));
-        let code = clusters_outcome(
-            vec![("a".into(), exit::OK), ("b".into(), exit::FAILED)],
-            true,
-            &emit,
-        );
-        assert_eq!(code, exit::FAILED);
-        let seen = seen.lock().unwrap();
-        assert!(
-            matches!(
-                seen.as_slice(),
-                [Event::RunFinished { ok: false, exit_code, message: Some(m), .. }]
-                    if *exit_code == exit::FAILED && m == "cluster a: ok; cluster b: exit 1"
-            ),
-            "{seen:?}"
         );
     }
 }

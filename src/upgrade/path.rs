@@ -5,36 +5,34 @@
 //! the cluster version has moved. A failed hop stops the path with the cluster
 //! serving the previous version; the same command, run again, continues there.
 
-use std::sync::{Arc, Mutex};
-
 use crate::etcd::Version;
 use crate::events::{Emitter, Event, NextStep};
-use crate::exit;
+use crate::exit::Ending;
 
 use super::lock::release_all;
 use super::phase::lock::{take, LockRequest};
 use super::phase::stage::stage;
-use super::phase::{finish, Outcome};
+use super::phase::Outcome;
 use super::preflight::{survey, SurveyLimits};
 use super::procedures::{upgrade_one, UpgradeRequest};
 use super::target::{Stage, Target};
 
 /// The path, then the release of the lock it took for all its hops.
-pub async fn upgrade_path(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
+pub async fn upgrade_path(req: UpgradeRequest<'_>, emit: &Emitter) -> Outcome {
     let (links, run_id, limit, dry_run) = (
         req.links,
         req.opts.run_id.clone(),
         req.opts.command_timeout,
         req.dry_run,
     );
-    let code = walk(req, emit).await;
+    let outcome = walk(req, emit).await;
     if !dry_run {
         release_all(links, &run_id, limit).await;
     }
-    code
+    outcome
 }
 
-async fn walk(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
+async fn walk(req: UpgradeRequest<'_>, emit: &Emitter) -> Outcome {
     let UpgradeRequest {
         links,
         target,
@@ -91,22 +89,22 @@ async fn walk(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
     let steps = path_plan(&hops, start, oldest);
     if dry_run {
         emit(Event::Plan { steps });
-        let (hop_emit, _) = hop_emitter(emit, start + 1, of, hop_from(start), &hops[start]);
-        let code = upgrade_one(hop_request(hops[start].clone(), true), &hop_emit, false).await;
-        let message = if code == exit::OK {
+        let hop = upgrade_one(hop_request(hops[start].clone(), true), emit, false).await;
+        emit_hop_finished(emit, start + 1, of, hop_from(start), &hops[start], &hop);
+        let message = if hop.ending == Ending::Done {
             "dry run: the first hop's pre-flight passed (each later hop is checked as it starts); nothing was changed".to_string()
         } else {
             "dry run: the first hop's pre-flight refused (reasons above); nothing was changed"
                 .to_string()
         };
-        return finish(emit, Outcome::new(code, message));
+        return Outcome::new(hop.ending, message);
     }
     if !confirm(&steps) {
-        return finish(emit, Outcome::refused("not confirmed; nothing was changed"));
+        return Outcome::refused("not confirmed; nothing was changed");
     }
     emit(Event::Plan { steps });
     if let Err(outcome) = take(links, &lock, opts.command_timeout, emit).await {
-        return finish(emit, outcome);
+        return outcome;
     }
 
     // Stage every later hop's binaries now, as NAME.new-X.Y.Z, verified on each
@@ -120,14 +118,11 @@ async fn walk(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
         };
         let problems = stage(links, &everyone, &later, &opts, emit).await;
         if !problems.is_empty() {
-            return finish(
-                emit,
-                Outcome::refused(format!(
-                    "staging etcd {} for a later hop failed, no member was stopped:\n  {}",
-                    hop.version,
-                    problems.join("\n  ")
-                )),
-            );
+            return Outcome::refused(format!(
+                "staging etcd {} for a later hop failed, no member was stopped:\n  {}",
+                hop.version,
+                problems.join("\n  ")
+            ));
         }
     }
 
@@ -144,37 +139,28 @@ async fn walk(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
         if k > start {
             target.stage = Stage::Prestaged;
         }
-        let (hop_emit, ended) = hop_emitter(emit, k + 1, of, from.clone(), hop);
-        let code = upgrade_one(hop_request(target, false), &hop_emit, false).await;
-        if code != exit::OK {
-            let why = ended
-                .lock()
-                .map(|m| m.clone().unwrap_or_default())
-                .unwrap_or_default();
-            return finish(
-                emit,
-                Outcome::new(
-                    code,
-                    format!(
-                    "the path stopped at hop {} of {of} ({from} → {to}): {why}\n  \
+        let ended = upgrade_one(hop_request(target, false), emit, false).await;
+        emit_hop_finished(emit, k + 1, of, from.clone(), hop, &ended);
+        if ended.ending != Ending::Done {
+            return Outcome::new(
+                ended.ending,
+                format!(
+                    "the path stopped at hop {} of {of} ({from} → {to}): {}\n  \
                      The hops before it are done. Run the same command again to continue at this hop.",
-                    k + 1
+                    k + 1,
+                    ended.message
                 ),
-                )
-                .with_next(vec![NextStep::new("continue", same_command())]),
-            );
+            )
+            .with_next(vec![NextStep::new("continue", same_command())]);
         }
     }
     let versions: Vec<String> = std::iter::once(hop_from(start))
         .chain(hops[start..].iter().map(|h| h.version.to_string()))
         .collect();
-    finish(
-        emit,
-        Outcome::ok(format!(
-            "path done: {}, every hop a rolling upgrade with its cluster version moved",
-            versions.join(" → ")
-        )),
-    )
+    Outcome::ok(format!(
+        "path done: {}, every hop a rolling upgrade with its cluster version moved",
+        versions.join(" → ")
+    ))
 }
 
 /// The whole path, as the plan shows it.
@@ -220,42 +206,24 @@ fn path_plan(hops: &[Target], start: usize, oldest: Option<Version>) -> Vec<Stri
     steps
 }
 
-/// The events of one hop: its `run_finished` becomes a `hop_finished` (the path
-/// ends the run once), and its message is kept for the path's own report.
-fn hop_emitter(
+/// How one hop ended, as its own event (the path ends the run once).
+fn emit_hop_finished(
     emit: &Emitter,
     index: usize,
     of: usize,
     from: String,
     to: &Target,
-) -> (Emitter, Arc<Mutex<Option<String>>>) {
-    let ended = Arc::new(Mutex::new(None));
-    let keep = ended.clone();
-    let emit = emit.clone();
-    let to = to.version.to_string();
-    let wrapped: Emitter = Arc::new(move |e: Event| match e {
-        Event::RunFinished {
-            ok,
-            exit_code,
-            message,
-            ..
-        } => {
-            if let Ok(mut k) = keep.lock() {
-                k.clone_from(&message);
-            }
-            emit(Event::HopFinished {
-                index,
-                of,
-                from: from.clone(),
-                to: to.clone(),
-                ok,
-                exit_code,
-                message,
-            })
-        }
-        other => emit(other),
+    ended: &Outcome,
+) {
+    emit(Event::HopFinished {
+        index,
+        of,
+        from,
+        to: to.version.to_string(),
+        ok: ended.ending == Ending::Done,
+        exit_code: ended.ending.code(),
+        message: Some(ended.message.clone()),
     });
-    (wrapped, ended)
 }
 
 /// This very command line, quoted: what continues a stopped path.

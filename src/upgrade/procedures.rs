@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::etcd::Version;
 use crate::events::{Emitter, Event};
-use crate::exit;
+use crate::exit::Ending;
 
 use super::fleet::HostLink;
 use super::phase::backup::SnapshotAll;
@@ -19,7 +19,7 @@ use super::phase::recover::Recover;
 use super::phase::roll::RollMembers;
 use super::phase::rollback::{ChooseReturns, ReturnMembers};
 use super::phase::stage::StageBinaries;
-use super::phase::{finish, run_phases, unreachable_code, Outcome, Phase, Run};
+use super::phase::{any_unreachable, run_phases, Outcome, Phase, Run};
 use super::preflight::{survey, SurveyLimits};
 use super::record::Records;
 use super::target::{Interrupt, RollOptions, Target};
@@ -33,7 +33,7 @@ pub async fn check(
     target: Option<Version>,
     opts: &RollOptions,
     emit: &Emitter,
-) -> i32 {
+) -> Outcome {
     let limits = SurveyLimits {
         command: opts.command_timeout,
     };
@@ -58,10 +58,10 @@ pub async fn check(
         });
     }
     emit_cluster_line(&view, emit);
-    let outcome = if view.refused() {
+    if view.refused() {
         let n = view.all_problems().len();
         Outcome::new(
-            unreachable_code(links).unwrap_or(exit::REFUSED),
+            any_unreachable(links).unwrap_or(Ending::Refused),
             format!("REFUSED: {n} problem(s) above; nothing was changed"),
         )
     } else {
@@ -69,8 +69,7 @@ pub async fn check(
             Some(t) => format!("ok: the cluster can be upgraded to {t}"),
             None => "ok: every member is healthy".to_string(),
         })
-    };
-    finish(emit, outcome)
+    }
 }
 
 pub struct UpgradeRequest<'a> {
@@ -88,7 +87,7 @@ pub struct UpgradeRequest<'a> {
 }
 
 /// `upgrade`: to one binary, or along a path of several (see `path.rs`).
-pub async fn upgrade(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
+pub async fn upgrade(req: UpgradeRequest<'_>, emit: &Emitter) -> Outcome {
     if req.target.then.is_empty() {
         upgrade_one(req, emit, true).await
     } else {
@@ -98,7 +97,7 @@ pub async fn upgrade(req: UpgradeRequest<'_>, emit: &Emitter) -> i32 {
 
 /// One rolling upgrade to one binary. A path's hops run it without the lock
 /// phase: the path holds the lock for all of them.
-pub(super) async fn upgrade_one(req: UpgradeRequest<'_>, emit: &Emitter, lock: bool) -> i32 {
+pub(super) async fn upgrade_one(req: UpgradeRequest<'_>, emit: &Emitter, lock: bool) -> Outcome {
     let take_lock = TakeLock { request: &req.lock };
     let mut phases: Vec<&dyn Phase> = Vec::new();
     if lock {
@@ -130,8 +129,7 @@ pub(super) async fn upgrade_one(req: UpgradeRequest<'_>, emit: &Emitter, lock: b
         roll_end: None,
         inventory: req.inventory.clone(),
     };
-    let outcome = run_phases(&phases, &mut run).await;
-    finish(emit, outcome)
+    run_phases(&phases, &mut run).await
 }
 
 /// `rollback`: return every member running a new binary to its `etcd.old`, one at a
@@ -142,7 +140,7 @@ pub async fn rollback(
     emit: &Emitter,
     interrupt: Arc<Interrupt>,
     lock: &LockRequest,
-) -> i32 {
+) -> Outcome {
     // The operator confirmed before the hosts were reached.
     let confirm: Confirm = Box::new(|_: &[String]| true);
     let phases: [&dyn Phase; 5] = [
@@ -170,8 +168,7 @@ pub async fn rollback(
         roll_end: None,
         inventory: String::new(),
     };
-    let outcome = run_phases(&phases, &mut run).await;
-    finish(emit, outcome)
+    run_phases(&phases, &mut run).await
 }
 
 /// `backup`: the online snapshot of every member, without upgrading.
@@ -180,7 +177,7 @@ pub async fn backup(
     opts: &RollOptions,
     emit: &Emitter,
     lock: &LockRequest,
-) -> i32 {
+) -> Outcome {
     let confirm: Confirm = Box::new(|_: &[String]| true);
     let interrupt = Interrupt::default();
     let phases: [&dyn Phase; 2] = [&TakeLock { request: lock }, &SnapshotAll];
@@ -200,6 +197,5 @@ pub async fn backup(
         roll_end: None,
         inventory: String::new(),
     };
-    let outcome = run_phases(&phases, &mut run).await;
-    finish(emit, outcome)
+    run_phases(&phases, &mut run).await
 }

@@ -8,7 +8,7 @@ use futures::future::{join_all, BoxFuture};
 use super::{Flow, Outcome, Phase, Run};
 use crate::etcd::commands;
 use crate::events::{Event, Step};
-use crate::exit;
+use crate::exit::Ending;
 
 pub struct SnapshotAll;
 
@@ -75,7 +75,7 @@ impl Phase for SnapshotAll {
                 }
             }
             if failed > 0 {
-                let code = super::unreachable_code(run.links).unwrap_or(exit::FAILED);
+                let code = super::any_unreachable(run.links).unwrap_or(Ending::Failed);
                 return Flow::Stop(Outcome::new(code, format!("{failed} backup(s) failed")));
             }
             Flow::Stop(Outcome::ok(format!(

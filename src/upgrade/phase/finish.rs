@@ -10,7 +10,7 @@ use super::roll::{Deadline, Roll, RollEnd};
 use super::{Flow, Outcome, Phase, Run};
 use crate::etcd::{commands, Version};
 use crate::events::{Event, NextStep};
-use crate::exit;
+use crate::exit::Ending;
 use crate::ssh::quote;
 use crate::upgrade::record::{oldest_from, summary_rows};
 
@@ -45,16 +45,16 @@ impl Phase for Finish {
                                     "upgraded to {version}: cluster version {cv}, every member healthy"
                                 )),
                                 Err(e) => Outcome::new(
-                                    exit::FAILED,
+                                    Ending::Failed,
                                     format!("every member runs {version} but {e}"),
                                 ),
                             }
                         }
-                        Err(e) => Outcome::new(exit::FAILED, e),
+                        Err(e) => Outcome::new(Ending::Failed, e),
                     }
                 }
                 RollEnd::Interrupted => Outcome::new(
-                    exit::INTERRUPTED,
+                    Ending::Interrupted,
                     format!(
                         "interrupted: stopped after the current member; every member is running (states and \
                          backups in the summary). To continue: {resume}\n  To go back while the cluster version \
@@ -67,7 +67,7 @@ impl Phase for Finish {
                     NextStep::new("rollback", &rollback_cmd),
                 ]),
                 RollEnd::Failed(msg) => Outcome::new(
-                    exit::FAILED,
+                    Ending::Failed,
                     format!(
                         "upgrade stopped: {msg}\n  The state of every member and its backup are in the summary. \
                          Members already upgraded stay on {version}.\n  To retry once the cause is fixed: {resume}\n  \
@@ -79,7 +79,7 @@ impl Phase for Finish {
                     NextStep::new("rollback", &rollback_cmd),
                 ]),
                 RollEnd::NeedsAttention(msg) => Outcome::new(
-                    exit::NEEDS_ATTENTION,
+                    Ending::NeedsAttention,
                     format!(
                         "upgrade stopped, ACTION NEEDED: {msg}\n  Then check with: etcdroll status -i {inventory}\n  \
                          and resume with: {resume}"

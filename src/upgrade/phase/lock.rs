@@ -30,7 +30,7 @@ impl Phase for TakeLock<'_> {
         Box::pin(async move {
             // A dry run changes nothing, and an unreachable host is refused by
             // the pre-flight with its own exit code.
-            if run.dry_run || super::unreachable_code(run.links).is_some() {
+            if run.dry_run || super::any_unreachable(run.links).is_some() {
                 return Flow::Next;
             }
             match take(run.links, self.request, run.opts.command_timeout, run.emit).await {

@@ -22,7 +22,7 @@ use futures::future::BoxFuture;
 
 use crate::etcd::Version;
 use crate::events::{Emitter, Event, NextStep};
-use crate::exit;
+use crate::exit::Ending;
 
 use super::fleet::HostLink;
 use super::preflight::{ClusterView, SurveyLimits};
@@ -36,41 +36,30 @@ pub type Confirm<'a> = Box<dyn Fn(&[String]) -> bool + Send + Sync + 'a>;
 /// How a procedure ended: cli turns it into the exit code and the last line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    pub code: i32,
+    pub ending: Ending,
     pub message: String,
     /// The commands the message suggests, as data for JSON users.
     pub next: Vec<NextStep>,
 }
 
 impl Outcome {
-    pub fn new(code: i32, message: impl Into<String>) -> Outcome {
+    pub fn new(ending: Ending, message: impl Into<String>) -> Outcome {
         Outcome {
-            code,
+            ending,
             message: message.into(),
             next: Vec::new(),
         }
     }
     pub fn ok(message: impl Into<String>) -> Outcome {
-        Outcome::new(exit::OK, message)
+        Outcome::new(Ending::Done, message)
     }
     pub fn refused(message: impl Into<String>) -> Outcome {
-        Outcome::new(exit::REFUSED, message)
+        Outcome::new(Ending::Refused, message)
     }
     pub fn with_next(mut self, next: Vec<NextStep>) -> Outcome {
         self.next = next;
         self
     }
-}
-
-/// Emits the run's last event and returns its exit code.
-pub fn finish(emit: &Emitter, outcome: Outcome) -> i32 {
-    emit(Event::RunFinished {
-        ok: outcome.code == exit::OK,
-        exit_code: outcome.code,
-        message: Some(outcome.message),
-        next: outcome.next,
-    });
-    outcome.code
 }
 
 /// What a phase tells the runner.
@@ -117,9 +106,9 @@ impl Run<'_> {
             .expect("a phase that needs the cluster runs after the pre-flight")
     }
 
-    /// The exit code for a refusal: unreachable hosts have their own.
-    pub fn refusal_code(&self) -> i32 {
-        unreachable_code(self.links).unwrap_or(exit::REFUSED)
+    /// How a refusal ends: unreachable hosts have their own ending.
+    pub fn refusal(&self) -> Ending {
+        any_unreachable(self.links).unwrap_or(Ending::Refused)
     }
 
     pub fn warn(&self, host: Option<String>, message: String) {
@@ -127,11 +116,11 @@ impl Run<'_> {
     }
 }
 
-pub fn unreachable_code(links: &[HostLink]) -> Option<i32> {
+pub fn any_unreachable(links: &[HostLink]) -> Option<Ending> {
     links
         .iter()
         .any(|l| l.session().is_err())
-        .then_some(exit::UNREACHABLE)
+        .then_some(Ending::Unreachable)
 }
 
 /// One step of a procedure.

@@ -52,7 +52,7 @@ impl Phase for Preflight {
                     "REFUSED: every member must be reachable and healthy to roll back; nothing was changed"
                 }
             };
-            Flow::Stop(Outcome::new(run.refusal_code(), message))
+            Flow::Stop(Outcome::new(run.refusal(), message))
         })
     }
 }

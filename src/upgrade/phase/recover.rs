@@ -8,7 +8,7 @@ use super::preflight::emit_cluster_line;
 use super::roll::{Roll, RollEnd};
 use super::{Flow, Outcome, Phase, Run};
 use crate::events::MemberState;
-use crate::exit;
+use crate::exit::Ending;
 use crate::upgrade::preflight::{survey, ClusterView};
 use crate::upgrade::record::{MemberRecord, Records};
 
@@ -60,15 +60,15 @@ impl Phase for Recover {
             if let Some(end) = end {
                 let (code, msg) = match end {
                     RollEnd::NeedsAttention(m) => {
-                        (exit::NEEDS_ATTENTION, format!("ACTION NEEDED: {m}"))
+                        (Ending::NeedsAttention, format!("ACTION NEEDED: {m}"))
                     }
                     RollEnd::Failed(m) => (
-                        exit::FAILED,
+                        Ending::Failed,
                         format!(
                             "a member left stopped by an interrupted run could not be brought back on its new binary: {m}"
                         ),
                     ),
-                    RollEnd::Interrupted | RollEnd::Completed => (exit::FAILED, "stopped".into()),
+                    RollEnd::Interrupted | RollEnd::Completed => (Ending::Failed, "stopped".into()),
                 };
                 return Flow::Stop(Outcome::new(code, msg));
             }
@@ -83,7 +83,7 @@ impl Phase for Recover {
             run.view = Some(view);
             if refused {
                 return Flow::Stop(Outcome::new(
-                    run.refusal_code(),
+                    run.refusal(),
                     "REFUSED by the pre-flight after starting the members left stopped (reasons above)",
                 ));
             }

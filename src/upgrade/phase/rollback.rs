@@ -12,7 +12,7 @@ use super::roll::Roll;
 use super::{Flow, Outcome, Phase, Run};
 use crate::etcd::Version;
 use crate::events::{Event, MemberState, Step};
-use crate::exit;
+use crate::exit::Ending;
 use crate::ssh::RemoteCommand;
 use crate::upgrade::preflight::ClusterView;
 use crate::upgrade::record::{self, summary_rows, MemberRecord};
@@ -158,7 +158,7 @@ impl Phase for ReturnMembers {
             for (i, old, new) in todo {
                 if ctx.interrupt.requested() {
                     outcome = Outcome::new(
-                        exit::INTERRUPTED,
+                        Ending::Interrupted,
                         "interrupted: stopped after the current member; every member is running",
                     );
                     break;
@@ -228,7 +228,7 @@ impl Phase for ReturnMembers {
                             error: e.clone(),
                         });
                         outcome = Outcome::new(
-                            exit::NEEDS_ATTENTION,
+                            Ending::NeedsAttention,
                             format!("rollback stopped at {host}: {e}; check that member now"),
                         );
                         break;
