@@ -1,6 +1,6 @@
 //! The one seam between the engine and a host: run a command (as the login
-//! user, or with the privilege the inventory asks for), and know the host's
-//! etcd layout. `HostLink` implements it over SSH; a member's turn and its
+//! user, or with the privilege the inventory asks for), upload a file, reach
+//! its etcd member through a tunnel, and know the host's etcd layout. `HostLink` implements it over SSH; a member's turn and its
 //! undo use nothing else, so their decisions are unit-tested against a fake
 //! host (`phase/roll/decision_tests.rs`) while the lab stays the proof.
 
@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::fleet::HostLink;
-use crate::etcd::EtcdVars;
-use crate::ssh::{ExecOutput, RemoteCommand, SshError};
+use crate::etcd::{EtcdClient, EtcdVars};
+use crate::ssh::{ExecOutput, Payload, RemoteCommand, SshError};
 
 pub trait RemoteHost: Send + Sync {
     /// The inventory's name for the host.
@@ -43,6 +43,18 @@ pub trait RemoteHost: Send + Sync {
         limit: Duration,
         on_line: &'a mut (dyn FnMut(&str) + Send),
     ) -> BoxFuture<'a, Result<ExecOutput, SshError>>;
+
+    /// Stream `payload` to `path` on the host, verified there (see `ssh::upload`).
+    fn upload<'a>(
+        &'a self,
+        payload: &'a Payload,
+        path: &'a str,
+        stall_limit: Duration,
+        progress: &'a (dyn Fn(u64) + Send + Sync),
+    ) -> BoxFuture<'a, Result<(), SshError>>;
+
+    /// An HTTP client for the host's etcd member, through a tunnel.
+    fn etcd_client(&self, timeout: Duration) -> BoxFuture<'_, Result<EtcdClient, String>>;
 }
 
 impl RemoteHost for HostLink {
@@ -83,5 +95,22 @@ impl RemoteHost for HostLink {
         Box::pin(HostLink::run_privileged_streaming(
             self, cmd, limit, on_line,
         ))
+    }
+
+    fn upload<'a>(
+        &'a self,
+        payload: &'a Payload,
+        path: &'a str,
+        stall_limit: Duration,
+        progress: &'a (dyn Fn(u64) + Send + Sync),
+    ) -> BoxFuture<'a, Result<(), SshError>> {
+        Box::pin(async move {
+            let session = self.live_session().await?;
+            session.upload(payload, path, stall_limit, progress).await
+        })
+    }
+
+    fn etcd_client(&self, timeout: Duration) -> BoxFuture<'_, Result<EtcdClient, String>> {
+        Box::pin(HostLink::etcd_client(self, timeout))
     }
 }

@@ -15,6 +15,7 @@ use crate::events::{Emitter, Event, Step};
 use crate::ssh::{Payload, RemoteCommand, SshError};
 use crate::upgrade::fleet::HostLink;
 use crate::upgrade::preflight::ClusterView;
+use crate::upgrade::remote_host::RemoteHost;
 use crate::upgrade::target::{RollOptions, Stage, Target};
 
 pub struct StageBinaries;
@@ -306,7 +307,6 @@ async fn upload_and_stage(
     emit: &Emitter,
     attempt: u32,
 ) -> Result<(), StageError> {
-    let session = link.live_session().await.map_err(StageError::Ssh)?;
     let tmp = if link.become_ {
         let out = link
             .run(
@@ -339,8 +339,7 @@ async fn upload_and_stage(
             });
         }
     };
-    session
-        .upload(payload, &tmp, opts.upload_stall_timeout, &progress)
+    RemoteHost::upload(link, payload, &tmp, opts.upload_stall_timeout, &progress)
         .await
         .map_err(StageError::Ssh)?;
     let out = link

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 
 use super::{Ctx, Member, Roll, RollEnd};
 use crate::etcd::commands::HostFacts;
-use crate::etcd::{EtcdVars, ServiceManager, Version};
+use crate::etcd::{EtcdClient, EtcdVars, ServiceManager, Version};
 use crate::events::{Emitter, Event, MemberState, Step};
 use crate::ssh::{ExecOutput, Payload, RemoteCommand, SshError};
 use crate::upgrade::preflight::MemberView;
@@ -95,6 +95,19 @@ impl RemoteHost for FakeHost {
             }
             Ok(out)
         })
+    }
+    fn upload<'a>(
+        &'a self,
+        _payload: &'a Payload,
+        path: &'a str,
+        _stall_limit: Duration,
+        _progress: &'a (dyn Fn(u64) + Send + Sync),
+    ) -> BoxFuture<'a, Result<(), SshError>> {
+        self.sent.lock().unwrap().push(format!("upload {path}"));
+        Box::pin(async { Ok(()) })
+    }
+    fn etcd_client(&self, _timeout: Duration) -> BoxFuture<'_, Result<EtcdClient, String>> {
+        Box::pin(async { Err("the fake host has no etcd member".to_string()) })
     }
 }
 
