@@ -4,6 +4,8 @@
 
 pub mod adhoc;
 pub mod clusters;
+#[cfg(test)]
+mod fake_host;
 pub mod fleet;
 pub mod lock;
 mod path;

@@ -12,6 +12,7 @@ use crate::etcd::{upgrade_step, EtcdClient, Member, UpgradeStep, Version};
 use crate::events::CheckRow;
 
 use super::fleet::HostLink;
+use super::remote_host::RemoteHost;
 
 /// What the pre-flight saw of one member.
 pub struct MemberView {
@@ -160,12 +161,12 @@ pub async fn survey(
     view
 }
 
-async fn survey_member(
-    link: &HostLink,
+pub(crate) async fn survey_member(
+    link: &dyn RemoteHost,
     target: Option<Version>,
     limits: SurveyLimits,
 ) -> MemberView {
-    if let Err(e) = link.session() {
+    if let Err(e) = link.reachable() {
         let mut m = MemberView::new(link.name());
         m.problems.push(format!("unreachable: {}", e.detail()));
         return m;
@@ -175,10 +176,7 @@ async fn survey_member(
     let probing = async {
         match link
             .run_privileged(
-                &commands::probe(
-                    &link.host.etcd,
-                    &super::lock::turn_file(&link.host.lock_dir),
-                ),
+                &commands::probe(link.etcd(), &super::lock::turn_file(link.lock_dir())),
                 limits.command,
             )
             .await
@@ -205,7 +203,7 @@ async fn survey_member(
             _ => m.problems.push(format!(
                 "etcd does not answer at {} ({e}): every member must be up and healthy before an upgrade, \
                  so that stopping one never costs quorum",
-                link.host.etcd.client_url
+                link.etcd().client_url
             )),
         }
     }
@@ -218,7 +216,7 @@ async fn survey_member(
 /// What the member's own API says: version, health, status, v2, auth. Returns
 /// the error of `/version` when it did not answer (the probe tells what it means).
 async fn ask_member(
-    link: &HostLink,
+    link: &dyn RemoteHost,
     target: Option<Version>,
     limits: SurveyLimits,
 ) -> (MemberView, Option<String>) {
@@ -269,8 +267,8 @@ async fn ask_member(
 }
 
 /// The per-member rules of the upgrade guides.
-fn member_rules(m: &mut MemberView, link: &HostLink, target: Option<Version>) {
-    let vars = &link.host.etcd;
+fn member_rules(m: &mut MemberView, link: &dyn RemoteHost, target: Option<Version>) {
+    let vars = link.etcd();
     let Some(facts) = m.facts.clone() else { return };
     let installed = facts.binary_version.as_deref().and_then(Version::parse);
     if installed.is_none() {
@@ -430,3 +428,7 @@ fn cluster_rules(view: &mut ClusterView, target: Option<Version>) {
         ));
     }
 }
+
+#[cfg(test)]
+#[path = "preflight_tests.rs"]
+mod tests;

@@ -16,6 +16,9 @@ pub trait RemoteHost: Send + Sync {
     /// The inventory's name for the host.
     fn name(&self) -> &str;
 
+    /// Whether it could be logged into at the start (Err: why not).
+    fn reachable(&self) -> Result<(), SshError>;
+
     /// The host's etcd member: binaries, data dir, service, client URL.
     fn etcd(&self) -> &EtcdVars;
 
@@ -60,6 +63,10 @@ pub trait RemoteHost: Send + Sync {
 impl RemoteHost for HostLink {
     fn name(&self) -> &str {
         HostLink::name(self)
+    }
+
+    fn reachable(&self) -> Result<(), SshError> {
+        self.session().map(|_| ())
     }
 
     fn etcd(&self) -> &EtcdVars {

@@ -3,113 +3,18 @@
 //! and the state the member's record is left in. The lab tests (tests/upgrade.rs,
 //! tests/faults.rs) prove the same against real sshd and etcd.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-
 use super::{Ctx, Member, Roll, RollEnd};
 use crate::etcd::commands::HostFacts;
-use crate::etcd::{EtcdClient, EtcdVars, ServiceManager, Version};
+use crate::etcd::Version;
 use crate::events::{Emitter, Event, MemberState, Step};
-use crate::ssh::{ExecOutput, Payload, RemoteCommand, SshError};
+use crate::ssh::{ExecOutput, Payload};
+use crate::upgrade::fake_host::FakeHost;
 use crate::upgrade::preflight::MemberView;
 use crate::upgrade::record::{self, MemberRecord, Record, Records};
-use crate::upgrade::remote_host::RemoteHost;
 use crate::upgrade::target::{Interrupt, RollOptions, Target};
-
-/// Answers privileged commands from a queue (then with success) and keeps
-/// every command it was sent.
-struct FakeHost {
-    vars: EtcdVars,
-    answers: Mutex<VecDeque<ExecOutput>>,
-    sent: Mutex<Vec<String>>,
-}
-
-impl FakeHost {
-    fn answering(answers: Vec<ExecOutput>) -> FakeHost {
-        FakeHost {
-            vars: EtcdVars {
-                service_manager: ServiceManager::Command,
-                start_cmd: Some("start-etcd".into()),
-                stop_cmd: Some("stop-etcd".into()),
-                ..EtcdVars::default()
-            },
-            answers: Mutex::new(answers.into()),
-            sent: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn answer(&self, cmd: &RemoteCommand) -> ExecOutput {
-        self.sent.lock().unwrap().push(cmd.to_string());
-        self.answers
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or(ExecOutput {
-                exit_status: Some(0),
-                ..ExecOutput::default()
-            })
-    }
-
-    fn sent(&self) -> Vec<String> {
-        self.sent.lock().unwrap().clone()
-    }
-}
-
-impl RemoteHost for FakeHost {
-    fn name(&self) -> &str {
-        "m0"
-    }
-    fn etcd(&self) -> &EtcdVars {
-        &self.vars
-    }
-    fn lock_dir(&self) -> &str {
-        "/run/etcdroll"
-    }
-    fn run<'a>(
-        &'a self,
-        cmd: &'a RemoteCommand,
-        _limit: Duration,
-    ) -> BoxFuture<'a, Result<ExecOutput, SshError>> {
-        Box::pin(async move { Ok(self.answer(cmd)) })
-    }
-    fn run_privileged<'a>(
-        &'a self,
-        cmd: &'a RemoteCommand,
-        _limit: Duration,
-    ) -> BoxFuture<'a, Result<ExecOutput, SshError>> {
-        Box::pin(async move { Ok(self.answer(cmd)) })
-    }
-    fn run_privileged_streaming<'a>(
-        &'a self,
-        cmd: &'a RemoteCommand,
-        _limit: Duration,
-        on_line: &'a mut (dyn FnMut(&str) + Send),
-    ) -> BoxFuture<'a, Result<ExecOutput, SshError>> {
-        Box::pin(async move {
-            let out = self.answer(cmd);
-            for line in out.stdout_text().lines() {
-                on_line(line);
-            }
-            Ok(out)
-        })
-    }
-    fn upload<'a>(
-        &'a self,
-        _payload: &'a Payload,
-        path: &'a str,
-        _stall_limit: Duration,
-        _progress: &'a (dyn Fn(u64) + Send + Sync),
-    ) -> BoxFuture<'a, Result<(), SshError>> {
-        self.sent.lock().unwrap().push(format!("upload {path}"));
-        Box::pin(async { Ok(()) })
-    }
-    fn etcd_client(&self, _timeout: Duration) -> BoxFuture<'_, Result<EtcdClient, String>> {
-        Box::pin(async { Err("the fake host has no etcd member".to_string()) })
-    }
-}
 
 /// What restart.sh prints up to `last`, and its exit code.
 fn restart_exit(markers: &[&str], code: u32) -> ExecOutput {
