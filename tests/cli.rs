@@ -57,6 +57,39 @@ fn ansible_short_flags_are_understood() {
     );
 }
 
+/// `-e` is above the inventory's own variables (the port here: the run reaches
+/// for 127.0.0.1:2, not :1), and a malformed one is a usage error, before any
+/// host is contacted.
+#[test]
+fn extra_vars_override_the_inventory() {
+    let s = Scratch::new();
+    let inv = s.path("inv.ini");
+    std::fs::write(&inv, "[etcd]\nm0 ansible_host=127.0.0.1 ansible_port=1\n").unwrap();
+    let inv = inv.display().to_string();
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "check",
+            "-i",
+            &inv,
+            "-e",
+            "ansible_port=2",
+            "--output",
+            "json",
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    let evs = events(&out);
+    let rows = of_kind(&evs, "check");
+    let problems = rows[0]["problems"].to_string();
+    assert!(problems.contains("127.0.0.1:2"), "{t}");
+    let out = etcdroll(s.dir.path(), &["check", "-i", &inv, "-e", "ansible_port"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("\"ansible_port\" is not KEY=VALUE"), "{t}");
+}
+
 #[test]
 fn completions_are_generated_for_bash_and_zsh() {
     let s = Scratch::new();

@@ -19,6 +19,7 @@ fn example_inventories_parse() {
             &LoadOptions {
                 group: "etcd",
                 limit: None,
+                extra_vars: None,
             },
         )
         .unwrap_or_else(|e| panic!("{file}: {e}"));

@@ -103,6 +103,11 @@ pub struct Common {
     /// Only these hosts: names or globs, comma-separated; `!pat` excludes.
     #[arg(short = 'l', long, value_name = "PATTERN")]
     pub limit: Option<String>,
+    /// Variables above every host and group variable, as in Ansible: KEY=VALUE
+    /// (several in one, space-separated), @FILE (YAML or JSON), or a JSON
+    /// mapping (repeatable; a later one wins).
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
     /// Login user for every host (overrides ansible_user).
     #[arg(short = 'u', long)]
     pub user: Option<String>,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::Common;
 use crate::events::Emitter;
-use crate::inventory::{self, LoadOptions};
+use crate::inventory::{self, ExtraVars, LoadOptions};
 use crate::ssh::Connector;
 use crate::ui::Ui;
 use crate::upgrade::{self, HostLink};
@@ -26,11 +26,19 @@ pub(super) async fn connect_with<T, E: std::fmt::Display>(
     prepare: impl FnOnce(&[inventory::Host]) -> Result<T, E>,
 ) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>, T)> {
     let ui = Ui::new(common.output);
+    let extra_vars = match ExtraVars::parse(&common.extra_vars) {
+        Ok(x) => x,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return None;
+        }
+    };
     let inv = match inventory::load(
         &common.inventory,
         &LoadOptions {
             group: &common.group,
             limit: common.limit.as_deref(),
+            extra_vars: Some(&extra_vars),
         },
     ) {
         Ok(inv) => inv,

@@ -2,6 +2,8 @@
 //! the same raw form (groups, hosts, vars with their positions), then resolved
 //! with Ansible's precedence and validated. Every error names file:line:col.
 
+mod extra;
+pub use extra::ExtraVars;
 mod host;
 mod ini;
 mod limit;
@@ -101,6 +103,8 @@ pub enum InventoryError {
 pub struct LoadOptions<'a> {
     pub group: &'a str,
     pub limit: Option<&'a str>,
+    /// `-e`: above every host and group variable.
+    pub extra_vars: Option<&'a ExtraVars>,
 }
 
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Inventory, InventoryError> {

@@ -129,6 +129,9 @@ pub(super) fn resolve(
                 }
             }
         }
+        for v in opts.extra_vars.map(|x| x.0.as_slice()).unwrap_or_default() {
+            vars.insert(v.key.clone(), v.clone());
+        }
         hosts.push(build_host(hname, loc.clone(), opts.group, &vars)?);
     }
     if let Some(limit) = opts.limit {

@@ -52,7 +52,11 @@ etcd_backup_dir=/backups
 ";
 
 fn opts(group: &str) -> LoadOptions<'_> {
-    LoadOptions { group, limit: None }
+    LoadOptions {
+        group,
+        limit: None,
+        extra_vars: None,
+    }
 }
 
 fn parse(text: &str, file: &str) -> Result<Inventory, InventoryError> {
@@ -178,6 +182,7 @@ fn limits() {
             &LoadOptions {
                 group: "etcd",
                 limit: Some(limit),
+                extra_vars: None,
             },
         )
     };
@@ -307,4 +312,63 @@ fn host_names_that_would_step_out_of_a_path_are_refused() {
         assert!(msg.contains("no '/' and no '..'"), "{msg}");
     }
     assert!(parse("[etcd]\nnode-1.example ansible_host=198.18.0.1\n", "i.ini").is_ok());
+}
+
+fn with_extra(args: &[&str]) -> Result<Vec<Host>, InventoryError> {
+    let extra = ExtraVars::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    let opts = LoadOptions {
+        group: "etcd",
+        limit: None,
+        extra_vars: Some(&extra),
+    };
+    Ok(strip(parse_str(INI, Path::new("inv.ini"), &opts)?.hosts))
+}
+
+/// `-e` is above host and group vars, for every host; a later one wins.
+#[test]
+fn extra_vars_win_over_every_host_and_group_variable() {
+    let hosts = with_extra(&[
+        "ansible_port=2300 etcd_binary='/usr/bin/etcd x'",
+        "ansible_port=2400",
+    ])
+    .unwrap();
+    assert!(hosts.iter().all(|h| h.port == Some(2400)), "{hosts:#?}");
+    assert!(hosts.iter().all(|h| h.etcd.binary == "/usr/bin/etcd x"));
+    // e2's own ansible_port=2222 loses too, as in Ansible.
+    assert_eq!(
+        hosts.iter().find(|h| h.name == "e2").unwrap().port,
+        Some(2400)
+    );
+    let json = with_extra(&[r#"{"ansible_user": "ops", "ansible_become": true}"#]).unwrap();
+    assert!(json
+        .iter()
+        .all(|h| h.user.as_deref() == Some("ops") && h.become_));
+}
+
+#[test]
+fn extra_vars_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let yml = dir.path().join("extra.yml");
+    std::fs::write(&yml, "ansible_user: deploy\netcd_data_dir: /srv/etcd\n").unwrap();
+    let json = dir.path().join("extra.json");
+    std::fs::write(&json, r#"{"etcd_data_dir": "/data"}"#).unwrap();
+    let at = |p: &std::path::Path| format!("@{}", p.display());
+    let hosts = with_extra(&[&at(&yml)]).unwrap();
+    assert!(hosts
+        .iter()
+        .all(|h| h.user.as_deref() == Some("deploy") && h.etcd.data_dir == "/srv/etcd"));
+    let hosts = with_extra(&[&at(&yml), &at(&json)]).unwrap();
+    assert!(hosts.iter().all(|h| h.etcd.data_dir == "/data"));
+}
+
+#[test]
+fn a_bad_extra_var_says_what_it_takes() {
+    let e = with_extra(&["etcd_binary"]).unwrap_err().to_string();
+    assert!(e.contains("\"etcd_binary\" is not KEY=VALUE"), "{e}");
+    let e = with_extra(&["@/nonexistent/extra.yml"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/nonexistent/extra.yml"), "{e}");
+    let e = with_extra(&["{not json"]).unwrap_err().to_string();
+    assert!(e.contains("not a JSON mapping"), "{e}");
 }

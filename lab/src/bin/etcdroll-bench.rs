@@ -379,6 +379,7 @@ fn one_upgrade(kind: &str, new_etcd: &Path, scratch: &Path) -> Result<UpgradeRun
                 &LoadOptions {
                     group: "etcd",
                     limit: None,
+                    extra_vars: None,
                 },
             )?
             .hosts;
@@ -725,6 +726,7 @@ async fn upload_twice(inv: &Path, file: &Path) -> Result<(f64, f64)> {
         &LoadOptions {
             group: "hosts",
             limit: None,
+            extra_vars: None,
         },
     )?;
     let connector = std::sync::Arc::new(Connector::new(SshOptions {

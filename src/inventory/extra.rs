@@ -1,0 +1,109 @@
+//! Ansible's extra vars: `-e KEY=VALUE` (several pairs in one argument, split as
+//! a shell would), `-e @FILE` (a YAML or JSON mapping) and `-e '{"key": …}'`
+//! (JSON). As in Ansible they take precedence over every host and group
+//! variable, for every host.
+
+use std::path::{Path, PathBuf};
+
+use super::raw::{RawVar, Value};
+use super::{InventoryError, Location};
+
+/// The `-e` arguments of a run, parsed, in order (a later one wins).
+#[derive(Debug, Default, Clone)]
+pub struct ExtraVars(pub(crate) Vec<RawVar>);
+
+impl ExtraVars {
+    pub fn parse(args: &[String]) -> Result<ExtraVars, InventoryError> {
+        let mut vars = Vec::new();
+        for arg in args {
+            if let Some(file) = arg.strip_prefix('@') {
+                vars.extend(from_file(Path::new(file))?);
+            } else if arg.trim_start().starts_with('{') {
+                vars.extend(from_mapping(arg, &Location::extra_vars(), true)?);
+            } else {
+                vars.extend(from_pairs(arg)?);
+            }
+        }
+        Ok(ExtraVars(vars))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Location {
+    fn extra_vars() -> Location {
+        Location {
+            file: PathBuf::from("-e"),
+            line: 0,
+            column: 0,
+        }
+    }
+}
+
+fn usage(message: String) -> InventoryError {
+    InventoryError::File {
+        path: PathBuf::from("-e"),
+        message,
+    }
+}
+
+fn from_pairs(arg: &str) -> Result<Vec<RawVar>, InventoryError> {
+    let words = shlex::split(arg).ok_or_else(|| usage(format!("unbalanced quotes in {arg:?}")))?;
+    words
+        .into_iter()
+        .map(|w| match w.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok(RawVar {
+                key: k.to_string(),
+                value: Value::Str(v.to_string()),
+                loc: Location::extra_vars(),
+            }),
+            _ => Err(usage(format!(
+                "{w:?} is not KEY=VALUE (use -e KEY=VALUE, -e @FILE or -e '{{\"KEY\": VALUE}}')"
+            ))),
+        })
+        .collect()
+}
+
+fn from_file(path: &Path) -> Result<Vec<RawVar>, InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let loc = Location {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+    };
+    let json = path.extension().is_some_and(|e| e == "json");
+    from_mapping(&text, &loc, json)
+}
+
+/// A mapping of variables, YAML (a superset of JSON) unless `json`.
+fn from_mapping(text: &str, loc: &Location, json: bool) -> Result<Vec<RawVar>, InventoryError> {
+    let map: serde_json::Map<String, serde_json::Value> = if json {
+        serde_json::from_str(text)
+            .map_err(|e| usage(format!("{}: not a JSON mapping: {e}", loc.file.display())))?
+    } else {
+        serde_saphyr::from_str(text)
+            .map_err(|e| usage(format!("{}: not a YAML mapping: {e}", loc.file.display())))?
+    };
+    Ok(map
+        .into_iter()
+        .map(|(key, v)| RawVar {
+            key,
+            value: match v {
+                serde_json::Value::String(s) => Value::Str(s),
+                serde_json::Value::Bool(b) => Value::Bool(b),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => Value::Int(i),
+                    None => Value::Float(n.as_f64().unwrap_or(0.0)),
+                },
+                serde_json::Value::Null => Value::Null,
+                _ => Value::Complex,
+            },
+            loc: loc.clone(),
+        })
+        .collect())
+}
