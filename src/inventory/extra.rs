@@ -18,11 +18,26 @@ impl ExtraVars {
         for arg in args {
             if let Some(file) = arg.strip_prefix('@') {
                 vars.extend(from_file(Path::new(file))?);
-            } else if arg.trim_start().starts_with('{') {
-                vars.extend(from_mapping(arg, &Location::extra_vars(), true)?);
-            } else {
-                vars.extend(from_pairs(arg)?);
+                continue;
             }
+            let given = if arg.trim_start().starts_with('{') {
+                from_mapping(arg, &Location::extra_vars(), true)?
+            } else {
+                from_pairs(arg)?
+            };
+            // A value on the command line is in every `ps`, and etcdroll records
+            // its command line (journal, lock file, the resume hint).
+            if let Some(v) = given
+                .iter()
+                .find(|v| v.key.to_ascii_lowercase().contains("pass"))
+            {
+                return Err(usage(format!(
+                    "{} on the command line would be visible to every user (ps) and recorded in the \
+                     journal and the lock file: put it in a file (-e @FILE), or use -K or ETCDROLL_BECOME_PASS",
+                    v.key
+                )));
+            }
+            vars.extend(given);
         }
         Ok(ExtraVars(vars))
     }

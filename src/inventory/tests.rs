@@ -371,4 +371,20 @@ fn a_bad_extra_var_says_what_it_takes() {
     assert!(e.contains("/nonexistent/extra.yml"), "{e}");
     let e = with_extra(&["{not json"]).unwrap_err().to_string();
     assert!(e.contains("not a JSON mapping"), "{e}");
+    // A password on the command line is refused, its value never repeated.
+    for arg in [
+        "ansible_become_pass=s3cret",
+        r#"{"ansible_password": "s3cret"}"#,
+    ] {
+        let e = with_extra(&[arg]).unwrap_err().to_string();
+        assert!(e.contains("-e @FILE") && !e.contains("s3cret"), "{e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vault.yml");
+    std::fs::write(&file, "ansible_become_pass: s3cret\n").unwrap();
+    let hosts = with_extra(&[&format!("@{}", file.display())]).unwrap();
+    assert!(hosts.iter().all(|h| h
+        .become_password
+        .as_ref()
+        .is_some_and(|p| p.expose() == "s3cret")));
 }
