@@ -152,22 +152,7 @@ pub async fn rollback(
         &ChooseReturns,
         &ReturnMembers,
     ];
-    let mut run = Run {
-        links,
-        opts,
-        emit,
-        interrupt: &interrupt,
-        records: Records::default(),
-        started: Instant::now(),
-        dry_run: false,
-        confirm: &confirm,
-        survey_target: None,
-        target: Target::in_place(Version::new(0, 0, 0)),
-        view: None,
-        todo: Vec::new(),
-        roll_end: None,
-        inventory: String::new(),
-    };
+    let mut run = Run::unattended(links, opts, emit, &interrupt, &confirm);
     run_phases(&phases, &mut run).await
 }
 
@@ -181,21 +166,6 @@ pub async fn backup(
     let confirm: Confirm = Box::new(|_: &[String]| true);
     let interrupt = Interrupt::default();
     let phases: [&dyn Phase; 2] = [&TakeLock { request: lock }, &SnapshotAll];
-    let mut run = Run {
-        links,
-        opts,
-        emit,
-        interrupt: &interrupt,
-        records: Records::default(),
-        started: Instant::now(),
-        dry_run: false,
-        confirm: &confirm,
-        survey_target: None,
-        target: Target::in_place(Version::new(0, 0, 0)),
-        view: None,
-        todo: Vec::new(),
-        roll_end: None,
-        inventory: String::new(),
-    };
+    let mut run = Run::unattended(links, opts, emit, &interrupt, &confirm);
     run_phases(&phases, &mut run).await
 }

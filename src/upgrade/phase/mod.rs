@@ -92,7 +92,33 @@ pub struct Run<'a> {
     pub inventory: String,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A run with no target and no dry run, confirmed already (rollback, backup).
+    pub fn unattended(
+        links: &'a [HostLink],
+        opts: &'a RollOptions,
+        emit: &'a Emitter,
+        interrupt: &'a Interrupt,
+        confirm: &'a Confirm<'a>,
+    ) -> Run<'a> {
+        Run {
+            links,
+            opts,
+            emit,
+            interrupt,
+            records: Records::default(),
+            started: Instant::now(),
+            dry_run: false,
+            confirm,
+            survey_target: None,
+            target: Target::in_place(Version::new(0, 0, 0)),
+            view: None,
+            todo: Vec::new(),
+            roll_end: None,
+            inventory: String::new(),
+        }
+    }
+
     pub fn limits(&self) -> SurveyLimits {
         SurveyLimits {
             command: self.opts.command_timeout,
