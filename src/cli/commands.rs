@@ -174,7 +174,11 @@ pub(super) async fn upgrade(
     });
     let all = async { report(all.await, &emit) };
     let code = with_interrupts(all, &interrupt, &records, &emit).await;
-    release_after_hard_stop(&clusters, &run, common.command_timeout).await;
+    // Each procedure released its lock on its way out; only a stop at once
+    // (the second Ctrl-C, which ends in 130) can have left one.
+    if code == exit::INTERRUPTED {
+        release_after_hard_stop(&clusters, &run, common.command_timeout).await;
+    }
     ui.finish();
     code
 }
@@ -206,7 +210,11 @@ pub(super) async fn rollback(common: Common, waits: Waits, yes: bool) -> i32 {
     });
     let all = async { report(all.await, &emit) };
     let code = with_interrupts(all, &interrupt, std::slice::from_ref(&records), &emit).await;
-    release_after_hard_stop(&clusters, &opts.run_id, common.command_timeout).await;
+    // Each procedure released its lock on its way out; only a stop at once
+    // (the second Ctrl-C, which ends in 130) can have left one.
+    if code == exit::INTERRUPTED {
+        release_after_hard_stop(&clusters, &opts.run_id, common.command_timeout).await;
+    }
     ui.finish();
     code
 }
