@@ -24,6 +24,11 @@ pub struct EtcdVars {
     pub key: Option<String>,
     /// kubespray's `etcd_member_name`.
     pub member_name: Option<String>,
+    /// Where each setting came from, by its inventory variable name
+    /// (`etcd_data_dir` → `group_vars/etcd.yml:3:1`, or `discovered: ETCD_DATA_DIR
+    /// in /etc/etcd.env`). A setting not named here is etcdroll's default, which
+    /// discovery may replace; one named here was set by the user and wins.
+    pub origins: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for EtcdVars {
@@ -45,6 +50,7 @@ impl Default for EtcdVars {
             cert: None,
             key: None,
             member_name: None,
+            origins: Default::default(),
         }
     }
 }

@@ -36,6 +36,27 @@ const KNOWN_OURS: &[&str] = &[
     "etcdroll_etcdctl",
 ];
 
+/// The variables that fill `EtcdVars`: where each was set is kept, so that
+/// discovery on the host never overrides one the user wrote.
+const ETCD_SETTINGS: &[&str] = &[
+    "etcd_binary",
+    "etcdctl_binary",
+    "etcdutl_binary",
+    "etcd_data_dir",
+    "etcd_client_url",
+    "etcd_service",
+    "etcd_service_manager",
+    "etcd_start_cmd",
+    "etcd_stop_cmd",
+    "etcd_status_cmd",
+    "etcd_logs_cmd",
+    "etcd_backup_dir",
+    "etcd_cacert",
+    "etcd_cert",
+    "etcd_key",
+    "etcd_member_name",
+];
+
 /// kubespray's etcd variables: accepted and ignored, so its inventories work as they are.
 const KUBESPRAY_ETCD_VARS: &[&str] = &[
     "etcd_deployment_type",
@@ -262,6 +283,11 @@ pub(super) fn build_host(
                 ));
             }
             _ => {}
+        }
+    }
+    for v in vars.values() {
+        if ETCD_SETTINGS.contains(&v.key.as_str()) {
+            h.etcd.origins.insert(v.key.clone(), v.loc.to_string());
         }
     }
     if let Some(args) = common_args {
