@@ -66,6 +66,8 @@ fn parse(text: &str, file: &str) -> Result<Inventory, InventoryError> {
 fn strip(mut hosts: Vec<Host>) -> Vec<Host> {
     for h in &mut hosts {
         h.location = Location::default();
+        // Where a variable was written differs between the two files by design.
+        h.etcd.origins.clear();
     }
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
     hosts
