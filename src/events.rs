@@ -186,6 +186,11 @@ pub enum Event {
         host: Option<String>,
         message: String,
     },
+    /// What the members said of themselves (`etcd::discover`): the settings the
+    /// inventory left to the default, per host, each with where it was read.
+    Discovered {
+        hosts: Vec<HostDiscovered>,
+    },
     /// The plan of an upgrade (printed alone by `--dry-run`).
     Plan {
         steps: Vec<String>,
@@ -233,6 +238,12 @@ pub enum Event {
         /// the same commands the message names.
         next: Vec<NextStep>,
     },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HostDiscovered {
+    pub host: String,
+    pub settings: Vec<crate::etcd::discover::Found>,
 }
 
 /// A command the report suggests, and what it is for.

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::connect::{connect, connect_with};
+use super::connect::{connect, connect_members, connect_with};
 use super::interrupt::with_interrupts;
 use super::outcome::report;
 use super::{Common, TargetArgs, Waits};
@@ -35,7 +35,7 @@ pub(super) async fn exec(common: Common, privileged: bool, command: Vec<String>)
 
 /// `status`: every member of every cluster, each cluster on its own.
 pub(super) async fn status(common: Common) -> i32 {
-    let Some((ui, emit, links)) = connect(&common).await else {
+    let Some((ui, emit, links)) = connect_members(&common).await else {
         return exit::USAGE;
     };
     // Each cluster's member list, leader and cluster version are its own.
@@ -185,7 +185,7 @@ pub(super) async fn upgrade(
 
 /// `rollback`: every member running a new binary back to its etcd.old.
 pub(super) async fn rollback(common: Common, waits: Waits, yes: bool) -> i32 {
-    let Some((ui, emit, links)) = connect(&common).await else {
+    let Some((ui, emit, links)) = connect_members(&common).await else {
         return exit::USAGE;
     };
     if !yes && std::io::stdin().is_terminal() && !ui.is_json() {
@@ -221,7 +221,7 @@ pub(super) async fn rollback(common: Common, waits: Waits, yes: bool) -> i32 {
 
 /// `backup`: an online snapshot of every member.
 pub(super) async fn backup(common: Common, waits: Waits) -> i32 {
-    let Some((ui, emit, links)) = connect(&common).await else {
+    let Some((ui, emit, links)) = connect_members(&common).await else {
         return exit::USAGE;
     };
     let opts = waits.roll_options(&common, Duration::ZERO);

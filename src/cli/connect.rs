@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::Common;
-use crate::events::Emitter;
+use crate::events::{Emitter, Event, HostDiscovered};
 use crate::inventory::{self, ExtraVars, LoadOptions};
 use crate::ssh::Connector;
 use crate::ui::Ui;
@@ -14,6 +14,14 @@ use crate::upgrade::{self, HostLink};
 /// Load the inventory and open one session per host (all at once). None when the
 /// inventory is unusable (already reported).
 pub(super) async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
+    connect_hosts(common, false, |_| Ok::<(), std::convert::Infallible>(()))
+        .await
+        .map(|(ui, emit, links, ())| (ui, emit, links))
+}
+
+/// `connect`, then each member describes itself (`upgrade::discover_all`): for
+/// the commands that work on etcd members.
+pub(super) async fn connect_members(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
     connect_with(common, |_| Ok::<(), std::convert::Infallible>(()))
         .await
         .map(|(ui, emit, links, ())| (ui, emit, links))
@@ -23,6 +31,14 @@ pub(super) async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<Ho
 /// error, before any host is contacted), then connects.
 pub(super) async fn connect_with<T, E: std::fmt::Display>(
     common: &Common,
+    prepare: impl FnOnce(&[inventory::Host]) -> Result<T, E>,
+) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>, T)> {
+    connect_hosts(common, true, prepare).await
+}
+
+async fn connect_hosts<T, E: std::fmt::Display>(
+    common: &Common,
+    discover: bool,
     prepare: impl FnOnce(&[inventory::Host]) -> Result<T, E>,
 ) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>, T)> {
     let ui = Ui::new(common.output);
@@ -63,6 +79,17 @@ pub(super) async fn connect_with<T, E: std::fmt::Display>(
     };
     let emit = ui.emitter();
     let connector = Arc::new(Connector::new(common.ssh_options()));
-    let links = upgrade::connect_all(connector, &inv.hosts, &reach).await;
+    let mut links = upgrade::connect_all(connector, &inv.hosts, &reach).await;
+    if discover {
+        let found = upgrade::discover_all(&mut links, common.command_timeout).await;
+        if !found.is_empty() {
+            emit(Event::Discovered {
+                hosts: found
+                    .into_iter()
+                    .map(|(host, settings)| HostDiscovered { host, settings })
+                    .collect(),
+            });
+        }
+    }
     Some((ui, emit, links, prepared))
 }

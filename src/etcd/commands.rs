@@ -7,10 +7,18 @@ use crate::ssh::{quote, RemoteCommand};
 
 use super::Version;
 
-/// Start, stop, query and read the logs of the etcd service.
-pub fn service_start(v: &EtcdVars) -> RemoteCommand {
+/// Start, stop, query and read the logs of the etcd service. A start waits at
+/// most `limit`: under systemd a `Type=notify` unit's `systemctl start` blocks
+/// until etcd says it is ready, and with `Restart=always` a new binary that
+/// crashes could keep it waiting for as long as `TimeoutStartSec`. `timeout`
+/// exits 124 then, and the unit's job is left to the rollback's stop.
+pub fn service_start(v: &EtcdVars, limit: std::time::Duration) -> RemoteCommand {
     match v.service_manager {
-        ServiceManager::Systemd => RemoteCommand::new("systemctl").arg("start").arg(&v.service),
+        ServiceManager::Systemd => RemoteCommand::new("timeout")
+            .arg(limit.as_secs().max(1).to_string())
+            .arg("systemctl")
+            .arg("start")
+            .arg(&v.service),
         ServiceManager::Command => RemoteCommand::script(v.start_cmd.as_deref().unwrap_or("false")),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod discover;
 pub mod rules;
 pub mod tls;
 mod vars;

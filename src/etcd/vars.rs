@@ -29,6 +29,9 @@ pub struct EtcdVars {
     /// in /etc/etcd.env`). A setting not named here is etcdroll's default, which
     /// discovery may replace; one named here was set by the user and wins.
     pub origins: std::collections::BTreeMap<String, String>,
+    /// `etcdroll_replace_packaged_binary`: consent to swap a binary a Debian
+    /// package owns (etcdroll then holds the package so apt leaves it alone).
+    pub replace_packaged: bool,
 }
 
 impl Default for EtcdVars {
@@ -51,6 +54,7 @@ impl Default for EtcdVars {
             key: None,
             member_name: None,
             origins: Default::default(),
+            replace_packaged: false,
         }
     }
 }

@@ -34,6 +34,7 @@ const KNOWN_OURS: &[&str] = &[
     "etcdroll_lock_dir",
     "etcdroll_binary",
     "etcdroll_etcdctl",
+    "etcdroll_replace_packaged_binary",
 ];
 
 /// The variables that fill `EtcdVars`: where each was set is kept, so that
@@ -219,6 +220,7 @@ pub(super) fn build_host(
             "etcdroll_lock_dir" => h.lock_dir = required(v)?,
             "etcdroll_binary" => h.new_binary = Some(local_path(v)?),
             "etcdroll_etcdctl" => h.new_etcdctl = Some(local_path(v)?),
+            "etcdroll_replace_packaged_binary" => h.etcd.replace_packaged = bool_of(v)?,
             "etcd_binary" => h.etcd.binary = required(v)?,
             "etcdctl_binary" => {
                 h.etcd.etcdctl_binary = required(v)?;

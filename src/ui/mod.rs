@@ -256,6 +256,7 @@ fn report(e: &Event) -> Option<String> {
                 style(m).red().bold().to_string()
             }
         }),
+        Event::Discovered { hosts } => Some(table::discovered(hosts)),
         Event::Warning { host, message } => Some(
             style(format!(
                 "warning: {}{message}",

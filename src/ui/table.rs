@@ -2,7 +2,7 @@
 
 use console::{measure_text_width, style};
 
-use crate::events::{CheckRow, MemberRow, SummaryRow};
+use crate::events::{CheckRow, HostDiscovered, MemberRow, SummaryRow};
 
 /// Left-aligned columns, widths from the widest cell (ANSI colours not counted).
 fn render(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -178,6 +178,34 @@ fn timeline(rows: &[SummaryRow]) -> String {
         s.push_str(&format!("\n  {:<12} {bar}", r.host));
     }
     s
+}
+
+/// What the members said of themselves, one line per setting and value (the
+/// hosts that share it named together), with where the first host had it from.
+pub fn discovered(hosts: &[HostDiscovered]) -> String {
+    let mut rows: Vec<(String, String, Vec<String>, String)> = Vec::new();
+    for h in hosts {
+        for f in &h.settings {
+            match rows.iter_mut().find(|r| r.0 == f.var && r.1 == f.value) {
+                Some(r) => r.2.push(h.host.clone()),
+                None => rows.push((
+                    f.var.clone(),
+                    f.value.clone(),
+                    vec![h.host.clone()],
+                    f.source.clone(),
+                )),
+            }
+        }
+    }
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let mut out = String::from("found on the hosts (not set in the inventory):");
+    for (var, value, on, source) in rows {
+        out.push_str(&format!(
+            "\n  {var:<width$}  {value}  on {}  ({source})",
+            on.join(", ")
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

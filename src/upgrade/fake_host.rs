@@ -71,6 +71,9 @@ impl RemoteHost for FakeHost {
     fn lock_dir(&self) -> &str {
         "/run/etcdroll"
     }
+    fn unit(&self) -> Option<&crate::etcd::discover::UnitFacts> {
+        None
+    }
     fn run<'a>(
         &'a self,
         cmd: &'a RemoteCommand,

@@ -7,7 +7,8 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::etcd::client::{url_host_port, BoxStream, Dial, DialFuture};
-use crate::etcd::{tls, EtcdClient};
+use crate::etcd::discover::{self, Found, UnitFacts};
+use crate::etcd::{tls, EtcdClient, ServiceManager};
 use crate::inventory::{Host, Secret};
 use crate::reach::{endpoint_for, ReachOptions};
 use crate::ssh::{sudo, Connector, Endpoint, ExecOutput, RemoteCommand, Session, SshError};
@@ -21,6 +22,8 @@ pub struct HostLink {
     pub become_: bool,
     /// Fed to `sudo -S` on stdin: never on a command line, never in output.
     become_password: Option<Secret>,
+    /// What systemd said of the etcd unit (`discover_all`), for the pre-flight.
+    pub unit: Option<UnitFacts>,
 }
 
 /// A host's session, replaced by a new one when the connection drops: a step that
@@ -248,8 +251,39 @@ pub async fn connect_all(
                     .become_password
                     .clone()
                     .or_else(|| h.become_password.clone()),
+                unit: None,
             }
         }
     });
     join_all(tasks).await
+}
+
+/// Ask every systemd host at once what its etcd unit and process say
+/// (`etcd::discover`), and fill in what the inventory left to the default.
+/// Returns, per host, what was filled and from where. A host that cannot be
+/// asked keeps the inventory's values; the pre-flight then says what is wrong.
+pub async fn discover_all(links: &mut [HostLink], limit: Duration) -> Vec<(String, Vec<Found>)> {
+    let answers = join_all(links.iter().map(|l| async move {
+        if l.session().is_err() || l.host.etcd.service_manager != ServiceManager::Systemd {
+            return None;
+        }
+        match l
+            .run_privileged(&discover::command(&l.host.etcd), limit)
+            .await
+        {
+            Ok(out) if out.success() => Some(discover::parse(&out.stdout_text())),
+            _ => None,
+        }
+    }))
+    .await;
+    let mut report = Vec::new();
+    for (link, answer) in links.iter_mut().zip(answers) {
+        let Some(d) = answer else { continue };
+        let found = discover::apply(&d, &mut link.host.etcd);
+        link.unit = d.unit;
+        if !found.is_empty() {
+            report.push((link.host.name.clone(), found));
+        }
+    }
+    report
 }

@@ -16,4 +16,4 @@ pub mod record;
 pub mod remote_host;
 pub mod target;
 
-pub use fleet::{connect_all, HostLink};
+pub use fleet::{connect_all, discover_all, HostLink};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::etcd::commands::{self, HostFacts};
+use crate::etcd::discover;
 use crate::etcd::rules::{member_refusals, MemberInput, Setting};
 use crate::etcd::{upgrade_step, EtcdClient, Member, UpgradeStep, Version};
 use crate::events::CheckRow;
@@ -288,6 +289,18 @@ fn member_rules(m: &mut MemberView, link: &dyn RemoteHost, target: Option<Versio
             "data dir {} (etcd_data_dir) does not exist",
             vars.data_dir
         ));
+    }
+    // systemd's view (`etcd::discover`): a unit that could not be started again
+    // after its stop, or that would not run the binary etcdroll swaps.
+    if let Some(unit) = link.unit() {
+        if target.is_some() {
+            m.problems.extend(discover::unit_problems(
+                unit,
+                &vars.binary,
+                &vars.service,
+                vars.replace_packaged,
+            ));
+        }
     }
     let Some(target) = target else { return };
     let Some(running) = m.running else { return };

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::fleet::HostLink;
+use crate::etcd::discover::UnitFacts;
 use crate::etcd::{EtcdClient, EtcdVars};
 use crate::ssh::{ExecOutput, Payload, RemoteCommand, SshError};
 
@@ -24,6 +25,9 @@ pub trait RemoteHost: Send + Sync {
 
     /// Where this run's lock and turn files live on the host.
     fn lock_dir(&self) -> &str;
+
+    /// What systemd said of the etcd unit, where it was asked.
+    fn unit(&self) -> Option<&UnitFacts>;
 
     /// Run a command as the login user.
     fn run<'a>(
@@ -75,6 +79,10 @@ impl RemoteHost for HostLink {
 
     fn lock_dir(&self) -> &str {
         &self.host.lock_dir
+    }
+
+    fn unit(&self) -> Option<&UnitFacts> {
+        self.unit.as_ref()
     }
 
     fn run<'a>(

@@ -191,10 +191,11 @@ impl Phase for ReturnMembers {
                     offline: None,
                     swap: Swap::Back,
                     binaries,
+                    start_limit: ctx.opts.health_timeout,
                 };
                 let t0 = Instant::now();
                 let res = link
-                    .run_privileged(&restart.command(), ctx.opts.command_timeout)
+                    .run_privileged(&restart.command(), restart.limit(ctx.opts.command_timeout))
                     .await;
                 let failed = match &res {
                     Ok(o) if o.success() => None,

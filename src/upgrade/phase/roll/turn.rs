@@ -4,7 +4,7 @@
 //! member healthy). `TurnStep` and `TurnExit` are the script's markers and exit
 //! codes; a failure hands over to `undo.rs`.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Ctx, Roll, RollEnd};
 use crate::etcd::EtcdVars;
@@ -39,9 +39,16 @@ pub struct Restart<'v> {
     pub swap: Swap,
     /// The binaries to swap: etcd, and etcdctl when one was staged.
     pub binaries: Vec<String>,
+    /// How long the service's start may take (the health timeout).
+    pub start_limit: Duration,
 }
 
 impl Restart<'_> {
+    /// How long the whole script may take: the commands, and the start.
+    pub fn limit(&self, command_timeout: Duration) -> Duration {
+        command_timeout + self.start_limit
+    }
+
     pub fn command(&self) -> RemoteCommand {
         let text =
             |c: &Option<RemoteCommand>| c.as_ref().map(|c| c.to_string()).unwrap_or_default();
@@ -51,7 +58,7 @@ impl Restart<'_> {
             .arg("etcdroll-restart")
             .arg(&self.turn_file)
             .arg(&self.turn_line)
-            .arg(commands::service_start(self.vars).as_str())
+            .arg(commands::service_start(self.vars, self.start_limit).as_str())
             .arg(commands::service_stop(self.vars).as_str())
             .arg(text(&self.snapshot))
             .arg(text(&self.offline))
@@ -197,6 +204,7 @@ impl Roll<'_> {
             offline: Some(commands::offline_backup(&vars, &backup_dir, v2)),
             swap: Swap::In,
             binaries,
+            start_limit: ctx.opts.health_timeout,
         };
         let mut t_stop: Option<Instant> = None;
         let record = m.record.clone();
@@ -235,7 +243,11 @@ impl Roll<'_> {
         };
         let out = m
             .link
-            .run_privileged_streaming(&restart.command(), ctx.opts.command_timeout, &mut on_line)
+            .run_privileged_streaming(
+                &restart.command(),
+                restart.limit(ctx.opts.command_timeout),
+                &mut on_line,
+            )
             .await
             .map_err(|e| e.detail());
         let down_at = t_stop.map(|t| t.duration_since(ctx.started).as_millis() as u64);

@@ -114,6 +114,7 @@ fn restart<'v>(fake: &Fake, vars: &'v EtcdVars, swap: Swap) -> Restart<'v> {
         ),
         swap,
         binaries: vec![vars.binary.clone()],
+        start_limit: std::time::Duration::from_secs(5),
     }
 }
 

@@ -35,12 +35,14 @@ impl Roll<'_> {
             Step::Starting,
             Some(format!("left stopped by {by}: starting it on {installed}")),
         );
-        let start = commands::service_start(link.etcd()).and(
+        let start = commands::service_start(link.etcd(), ctx.opts.health_timeout).and(
             RemoteCommand::new("rm")
                 .arg("-f")
                 .arg(crate::upgrade::lock::turn_file(link.lock_dir())),
         );
-        let started = link.run_privileged(&start, ctx.opts.command_timeout).await;
+        let started = link
+            .run_privileged(&start, ctx.opts.command_timeout + ctx.opts.health_timeout)
+            .await;
         let why = match started {
             Ok(o) if o.success() => {
                 ctx.step(&self.members[i], Step::WaitingHealthy, None);
@@ -150,10 +152,11 @@ impl Roll<'_> {
             offline: None,
             swap: Swap::Back,
             binaries,
+            start_limit: ctx.opts.health_timeout,
         };
         let res = m
             .link
-            .run_privileged(&restart.command(), ctx.opts.command_timeout)
+            .run_privileged(&restart.command(), restart.limit(ctx.opts.command_timeout))
             .await;
         let mut report = format!("{host}: {why}");
         if from.is_some_and(|v| v.major < 3) {
