@@ -239,6 +239,14 @@ pub fn remove_upload_tmps(binary: &str, run_id: &str) -> RemoteCommand {
     ))
 }
 
+/// Hold a Debian package, so apt leaves the binary etcdroll swapped alone.
+pub fn hold_package(package: &str) -> RemoteCommand {
+    RemoteCommand::new("apt-mark")
+        .arg("hold")
+        .arg(package)
+        .raw(">/dev/null")
+}
+
 /// Remove a staged binary that will not be used (`staged`: its staged name).
 pub fn unstage(staged: &str) -> RemoteCommand {
     RemoteCommand::new("rm").arg("-f").arg(staged)

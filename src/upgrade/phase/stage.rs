@@ -254,6 +254,9 @@ async fn stage_one(
             Err(e) => Some(e.detail()),
         };
     }
+    if problem.is_none() {
+        problem = hold_package(link, opts, emit).await;
+    }
     if let Some(p) = problem {
         let _ = link
             .run_privileged(
@@ -282,6 +285,40 @@ async fn stage_one(
         detail: Some(target.version.to_string()),
     });
     None
+}
+
+/// A binary a Debian package owns is swapped only with the user's consent
+/// (`etcdroll_replace_packaged_binary`, checked by the pre-flight); the package is
+/// then held, before anything is swapped, so that the next `apt upgrade` does not
+/// put the packaged version back on every host at once.
+async fn hold_package(link: &HostLink, opts: &RollOptions, emit: &Emitter) -> Option<String> {
+    let vars = &link.host.etcd;
+    let pkg = link.unit.as_ref()?.packaged.get(&vars.binary)?;
+    if !vars.replace_packaged {
+        return None;
+    }
+    match link
+        .run_privileged(&commands::hold_package(pkg), opts.command_timeout)
+        .await
+    {
+        Ok(o) if o.success() => {
+            emit(Event::Warning {
+                host: Some(link.name().to_string()),
+                message: format!(
+                    "{} belongs to {pkg}: held it (apt-mark hold {pkg}) so apt keeps the swapped binary; \
+                     run apt-mark unhold {pkg} when you go back to the package",
+                    vars.binary
+                ),
+            });
+            None
+        }
+        Ok(o) => Some(format!(
+            "apt-mark hold {pkg} failed ({}): {}; nothing was swapped",
+            o.describe_exit(),
+            o.last_error_line()
+        )),
+        Err(e) => Some(e.detail()),
+    }
 }
 
 /// Why staging a file on a host failed: the connection (a dropped one is
