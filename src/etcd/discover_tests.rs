@@ -227,3 +227,89 @@ fn flags_in_both_forms_and_env_file_quoting() {
         vec!["e", "--x", "1", "--y", "--z=--x 1 --y"]
     );
 }
+
+/// discover.sh itself, against a stand-in `systemctl` and `dpkg-query` on PATH
+/// and a real process: what it prints parses, the environment file is read, and
+/// a password in the process's environment is never printed.
+#[test]
+fn the_script_reads_the_process_and_never_prints_a_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("etcd.env");
+    std::fs::write(
+        &env_file,
+        "# kubespray\nETCD_DATA_DIR=/var/lib/etcd\nETCDCTL_PASSWORD=hunter2\nOTHER=x\nexport ETCD_NAME=\"n1\"\n",
+    )
+    .unwrap();
+    let mut member = std::process::Command::new("sleep")
+        .arg("30")
+        .env("ETCD_DATA_DIR", "/from/environ")
+        .env("ETCDCTL_PASSWORD", "hunter2")
+        .env("ETCDCTL_USER", "root:hunter2")
+        .spawn()
+        .unwrap();
+    let pid = member.id();
+    let systemctl = format!(
+        "#!/bin/sh\n\
+         case \"$*\" in\n\
+         *'-p MainPID --value'*) echo {pid} ;;\n\
+         *'-p EnvironmentFiles --value'*) echo '{env} (ignore_errors=no)' ;;\n\
+         *'-p ExecStart --value'*) echo '{{ path=/usr/bin/sleep ; argv[]=/usr/bin/sleep 30 ; ignore_errors=no }}' ;;\n\
+         show*) printf 'Id=etcd.service\\nLoadState=loaded\\nActiveState=active\\nMainPID={pid}\\n' ;;\n\
+         esac\n",
+        env = env_file.display()
+    );
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for (name, text) in [
+        ("systemctl", systemctl.as_str()),
+        (
+            "dpkg-query",
+            "#!/bin/sh\n[ \"$2\" = /usr/bin/sleep ] && echo 'coreutils: /usr/bin/sleep'\n",
+        ),
+    ] {
+        let p = bin.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(DISCOVER_SH)
+        .arg("etcdroll-discover")
+        .arg("etcd")
+        .arg("")
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap();
+    let _ = member.kill();
+    let _ = member.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("hunter2"), "a secret was printed:\n{text}");
+    let d = parse(&text);
+    let u = d.unit.as_ref().unwrap();
+    assert_eq!(u.main_pid, Some(pid));
+    assert_eq!(u.exe.as_deref(), Some("/usr/bin/sleep"));
+    assert_eq!(
+        u.packaged.get("/usr/bin/sleep").map(String::as_str),
+        Some("coreutils")
+    );
+    assert_eq!(d.cmdline, vec!["sleep", "30"]);
+    assert!(d
+        .environ
+        .contains(&("ETCD_DATA_DIR".into(), "/from/environ".into())));
+    let file = env_file.display().to_string();
+    assert!(d
+        .env_files
+        .contains(&(file.clone(), "ETCD_DATA_DIR".into(), "/var/lib/etcd".into())));
+    assert!(d
+        .env_files
+        .contains(&(file, "ETCD_NAME".into(), "n1".into())));
+    assert!(d.env_files.iter().all(|(_, k, _)| k != "OTHER"));
+    let mut v = EtcdVars::default();
+    apply(&d, &mut v);
+    assert_eq!(v.data_dir, "/from/environ");
+}
