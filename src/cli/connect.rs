@@ -47,6 +47,9 @@ pub(super) async fn connect_with<T, E: std::fmt::Display>(
             return None;
         }
     };
+    for note in &inv.notes {
+        eprintln!("warning: inventory: {note}");
+    }
     let prepared = match prepare(&inv.hosts) {
         Ok(p) => p,
         Err(e) => {
