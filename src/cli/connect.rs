@@ -63,6 +63,9 @@ async fn connect_hosts<T, E: std::fmt::Display>(
             return None;
         }
     };
+    for note in &inv.notes {
+        eprintln!("warning: inventory: {note}");
+    }
     let prepared = match prepare(&inv.hosts) {
         Ok(p) => p,
         Err(e) => {

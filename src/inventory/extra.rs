@@ -86,6 +86,14 @@ fn from_file(path: &Path) -> Result<Vec<RawVar>, InventoryError> {
         path: path.to_path_buf(),
         source,
     })?;
+    if super::raw::is_vault(&text) {
+        return Err(usage(format!(
+            "{} is Ansible Vault-encrypted, which etcdroll cannot decrypt: pass a decrypted copy \
+             (ansible-vault view {} > a file only you can read), or -K for the become password",
+            path.display(),
+            path.display()
+        )));
+    }
     let loc = Location {
         file: path.to_path_buf(),
         line: 0,
@@ -108,16 +116,7 @@ fn from_mapping(text: &str, loc: &Location, json: bool) -> Result<Vec<RawVar>, I
         .into_iter()
         .map(|(key, v)| RawVar {
             key,
-            value: match v {
-                serde_json::Value::String(s) => Value::Str(s),
-                serde_json::Value::Bool(b) => Value::Bool(b),
-                serde_json::Value::Number(n) => match n.as_i64() {
-                    Some(i) => Value::Int(i),
-                    None => Value::Float(n.as_f64().unwrap_or(0.0)),
-                },
-                serde_json::Value::Null => Value::Null,
-                _ => Value::Complex,
-            },
+            value: Value::of_json(&v),
             loc: loc.clone(),
         })
         .collect())

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::values::{at, bool_of, expand_home, local_path, port_of, required, string_of};
+use super::values::{at, bool_of, expand_home, local_path, port_of, required, string_of, unusable};
 use super::{EtcdVars, Host, InventoryError, Location, RawVar, Secret};
 use crate::etcd::ServiceManager;
 
@@ -87,7 +87,63 @@ const KUBESPRAY_ETCD_VARS: &[&str] = &[
     "etcd_address",
     "etcd_access_address",
     "etcd_client_url_https",
+    // kubespray's role defaults (roles/*/defaults), which users copy into group_vars.
+    "etcd_binary_checksum",
+    "etcd_binary_checksums",
+    "etcd_blkio_weight",
+    "etcd_cert_alt_ips",
+    "etcd_cert_alt_names",
+    "etcd_cert_group",
+    "etcd_cluster_setup",
+    "etcd_cpu_limit",
+    "etcd_download_url",
+    "etcd_extra_vars",
+    "etcd_hosts",
+    "etcd_max_snapshots",
+    "etcd_max_wals",
+    "etcd_memory_limit",
+    "etcd_metrics_addresses",
+    "etcd_metrics_port",
+    "etcd_metrics_service_labels",
+    "etcd_node_cert_hosts",
+    "etcd_owner",
+    "etcd_peer_addresses",
+    "etcd_peer_url",
+    "etcd_secure_client",
+    "etcd_supported_versions",
+    "etcd_tls_cipher_suites",
 ];
+
+/// Connection variables `Host` is made of: where each was set goes to `Host::origins`.
+const CONNECTION_VARS: &[&str] = &[
+    "ansible_host",
+    "ansible_ssh_host",
+    "ansible_port",
+    "ansible_ssh_port",
+    "ansible_user",
+    "ansible_ssh_user",
+    "ansible_ssh_private_key_file",
+    "ansible_private_key_file",
+    "ansible_become",
+    "ansible_become_user",
+    "ansible_become_pass",
+    "ansible_become_password",
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
+    "etcd_cluster",
+];
+
+/// Where a variable was set, as `etcdroll inventory` would show it:
+/// `FILE:LINE:COL`, `-e`, or `-e @FILE`.
+pub(super) fn origin(v: &RawVar) -> String {
+    if v.loc.line > 0 {
+        v.loc.to_string()
+    } else if v.loc.file == Path::new("-e") {
+        "-e".to_string()
+    } else {
+        format!("-e @{}", v.loc.file.display())
+    }
+}
 
 fn is_ours(key: &str) -> bool {
     key.starts_with("etcd_")
@@ -159,6 +215,7 @@ pub(super) fn build_host(
     location: Location,
     group: &str,
     vars: &BTreeMap<String, RawVar>,
+    notes: &mut Vec<String>,
 ) -> Result<Host, InventoryError> {
     // The name becomes part of paths on the hosts (backups are
     // `etcdroll-NAME-TIME/`): it must not be able to step out of them.
@@ -188,6 +245,7 @@ pub(super) fn build_host(
         new_etcdctl: None,
         etcd: EtcdVars::default(),
         location,
+        origins: BTreeMap::new(),
     };
     let mut etcdctl_set = false;
     let mut common_args: Option<String> = None;
@@ -205,9 +263,15 @@ pub(super) fn build_host(
             }
             "ansible_become" => h.become_ = bool_of(v)?,
             "ansible_become_user" => h.become_user = s()?,
-            "ansible_become_pass" | "ansible_become_password" => {
-                h.become_password = s()?.map(Secret::new)
-            }
+            "ansible_become_pass" | "ansible_become_password" => match unusable(v) {
+                // Not an error: -K and ETCDROLL_BECOME_PASS, read after the
+                // inventory, are the way to give it, and take precedence.
+                Some(why) => {
+                    notes.push(format!("{}: {why}; not used", origin(v)));
+                    h.become_password = None;
+                }
+                None => h.become_password = s()?.map(Secret::new),
+            },
             "ansible_ssh_common_args" | "ansible_ssh_extra_args" => {
                 common_args = Some(format!(
                     "{} {}",
@@ -267,7 +331,8 @@ pub(super) fn build_host(
             "etcd_member_name" => h.etcd.member_name = s()?,
             k if is_ours(k)
                 && !KUBESPRAY_ETCD_VARS.contains(&k)
-                && !k.starts_with("etcd_experimental_") =>
+                && !k.starts_with("etcd_experimental_")
+                && !k.starts_with("etcd_events_") =>
             {
                 let close = KNOWN_OURS
                     .iter()
@@ -288,8 +353,11 @@ pub(super) fn build_host(
         }
     }
     for v in vars.values() {
-        if ETCD_SETTINGS.contains(&v.key.as_str()) {
-            h.etcd.origins.insert(v.key.clone(), v.loc.to_string());
+        let key = v.key.as_str();
+        if ETCD_SETTINGS.contains(&key) {
+            h.etcd.origins.insert(v.key.clone(), origin(v));
+        } else if CONNECTION_VARS.contains(&key) || key.starts_with("etcdroll_") {
+            h.origins.insert(v.key.clone(), origin(v));
         }
     }
     if let Some(args) = common_args {

@@ -14,6 +14,31 @@ pub(crate) enum Value {
     Null,
     /// A list or map: fine for variables etcdroll ignores.
     Complex,
+    /// An inline Ansible Vault value (`!vault |`): etcdroll cannot decrypt it,
+    /// fine for variables it ignores.
+    Vault,
+}
+
+impl Value {
+    /// A YAML or JSON value as etcdroll keeps it.
+    pub(crate) fn of_json(v: &serde_json::Value) -> Value {
+        match v {
+            serde_json::Value::String(s) if is_vault(s) => Value::Vault,
+            serde_json::Value::String(s) => Value::Str(s.clone()),
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(0.0)),
+            },
+            serde_json::Value::Null => Value::Null,
+            _ => Value::Complex,
+        }
+    }
+}
+
+/// Ansible Vault's envelope, whole files and inline `!vault` values alike.
+pub(crate) fn is_vault(text: &str) -> bool {
+    text.trim_start().starts_with("$ANSIBLE_VAULT;")
 }
 
 #[derive(Debug, Clone)]

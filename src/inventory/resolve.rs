@@ -1,19 +1,24 @@
 //! Ansible's rules over the raw groups: repeated sections merged, children
 //! followed (cycles refused), the selected group's hosts collected in order, and
-//! each host's variables taken with Ansible's precedence (`all`, then groups by
-//! depth, then the host's own) before they are turned into a `Host`.
+//! each host's variables taken with Ansible's precedence before they are turned
+//! into a `Host`. Lowest to highest, as `ansible-inventory --list` shows it (and
+//! Ansible's default `VARIABLE_PRECEDENCE`): the inventory's vars of `all`, of
+//! the other groups (by depth, then name), `group_vars/all`, `group_vars/GROUP`
+//! (same order), the inventory's host vars, `host_vars/HOST`, then `-e`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use super::host::build_host;
 use super::limit::apply_limit;
+use super::vars_dirs::{Kind, VarsDirs};
 use super::{Inventory, InventoryError, LoadOptions, Location, RawGroup, RawInventory, RawVar};
 
 /// Group membership, variable precedence, validation.
 pub(super) fn resolve(
     raw: RawInventory,
     path: &Path,
+    mut vars_dirs: Option<&mut VarsDirs>,
     opts: &LoadOptions,
 ) -> Result<Inventory, InventoryError> {
     // Merge repeated group sections.
@@ -96,6 +101,7 @@ pub(super) fn resolve(
         }
     }
     let mut hosts = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     for (hname, loc) in &host_names {
         let mut gs: Vec<&String> = member_of
             .get(hname)
@@ -115,9 +121,22 @@ pub(super) fn resolve(
                 }
             }
         }
-        for g in gs {
-            for v in &groups[g].vars {
+        for g in &gs {
+            for v in &groups[*g].vars {
                 vars.insert(v.key.clone(), v.clone());
+            }
+        }
+        if let Some(dirs) = vars_dirs.as_deref_mut() {
+            // group_vars/all first, whether or not `all` was written in the file.
+            if !gs.iter().any(|g| g.as_str() == "all") {
+                for v in dirs.get(Kind::Group, "all")? {
+                    vars.insert(v.key.clone(), v.clone());
+                }
+            }
+            for g in &gs {
+                for v in dirs.get(Kind::Group, g)? {
+                    vars.insert(v.key.clone(), v.clone());
+                }
             }
         }
         for name in &order {
@@ -129,10 +148,21 @@ pub(super) fn resolve(
                 }
             }
         }
+        if let Some(dirs) = vars_dirs.as_deref_mut() {
+            for v in dirs.get(Kind::Host, hname)? {
+                vars.insert(v.key.clone(), v.clone());
+            }
+        }
         for v in opts.extra_vars.map(|x| x.0.as_slice()).unwrap_or_default() {
             vars.insert(v.key.clone(), v.clone());
         }
-        hosts.push(build_host(hname, loc.clone(), opts.group, &vars)?);
+        hosts.push(build_host(
+            hname,
+            loc.clone(),
+            opts.group,
+            &vars,
+            &mut notes,
+        )?);
     }
     if let Some(limit) = opts.limit {
         hosts = apply_limit(hosts, limit).map_err(|message| InventoryError::File {
@@ -140,9 +170,15 @@ pub(super) fn resolve(
             message,
         })?;
     }
+    if let Some(dirs) = vars_dirs {
+        notes.splice(0..0, dirs.notes.drain(..));
+    }
+    let mut seen = HashSet::new();
+    notes.retain(|n| seen.insert(n.clone()));
     Ok(Inventory {
         path: path.to_path_buf(),
         hosts,
+        notes,
     })
 }
 

@@ -68,6 +68,7 @@ fn strip(mut hosts: Vec<Host>) -> Vec<Host> {
         h.location = Location::default();
         // Where a variable was written differs between the two files by design.
         h.etcd.origins.clear();
+        h.origins.clear();
     }
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
     hosts

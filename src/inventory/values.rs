@@ -7,11 +7,17 @@ use std::path::{Path, PathBuf};
 use super::{InventoryError, RawVar, Value};
 
 /// A path on this machine: `~` expanded, a relative one taken from the
-/// inventory file's directory (where it was written).
+/// inventory's directory (the file's where it was written; for one written in
+/// `group_vars/` or `host_vars/`, the directory that holds those).
 pub(super) fn local_path(v: &RawVar) -> Result<PathBuf, InventoryError> {
     let p = expand_home(&required(v)?);
     if p.is_relative() {
-        if let Some(dir) = v.loc.file.parent() {
+        let file = &v.loc.file;
+        let vars_dir = file.ancestors().skip(1).find(|a| {
+            a.file_name()
+                .is_some_and(|n| n == "group_vars" || n == "host_vars")
+        });
+        if let Some(dir) = vars_dir.and_then(Path::parent).or_else(|| file.parent()) {
             return Ok(dir.join(p));
         }
     }
@@ -25,9 +31,50 @@ pub(super) fn at(v: &RawVar, message: String) -> InventoryError {
     }
 }
 
+/// Jinja, which Ansible evaluates and etcdroll does not: `{{ }}`, `{% %}`, `{# #}`.
+pub(super) fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
+}
+
+/// Why a value etcdroll reads cannot be used as written (a template, a Vault
+/// value), with what to do instead. The value itself is never repeated.
+pub(super) fn unusable(v: &RawVar) -> Option<String> {
+    let key = &v.key;
+    let secret = key.to_ascii_lowercase().contains("pass");
+    match &v.value {
+        Value::Str(s) if is_template(s) => Some(if secret {
+            format!(
+                "{key} is a Jinja template, which etcdroll does not evaluate: \
+                 give the password with -K or ETCDROLL_BECOME_PASS, or with -e @FILE (a file only you can read)"
+            )
+        } else {
+            format!(
+                "{key} is a Jinja template, which etcdroll does not evaluate: \
+                 write the value itself, or pass it with -e {key}=VALUE"
+            )
+        }),
+        Value::Vault => Some(if secret {
+            format!(
+                "{key} is an Ansible Vault value (!vault), which etcdroll cannot decrypt: \
+                 give the password with -K or ETCDROLL_BECOME_PASS, or with -e @FILE (a file only you can read)"
+            )
+        } else {
+            format!(
+                "{key} is an Ansible Vault value (!vault), which etcdroll cannot decrypt: \
+                 pass it decrypted with -e @FILE (a file only you can read)"
+            )
+        }),
+        _ => None,
+    }
+}
+
 pub(super) fn string_of(v: &RawVar) -> Result<Option<String>, InventoryError> {
+    if let Some(why) = unusable(v) {
+        return Err(at(v, why));
+    }
     match &v.value {
         Value::Str(s) => Ok(Some(s.clone())),
+        Value::Vault => Err(at(v, format!("{} is an Ansible Vault value", v.key))),
         Value::Int(i) => Ok(Some(i.to_string())),
         Value::Float(f) => Ok(Some(f.to_string())),
         Value::Bool(b) => Ok(Some(b.to_string())),
@@ -40,6 +87,9 @@ pub(super) fn string_of(v: &RawVar) -> Result<Option<String>, InventoryError> {
 }
 
 pub(super) fn bool_of(v: &RawVar) -> Result<bool, InventoryError> {
+    if let Some(why) = unusable(v) {
+        return Err(at(v, why));
+    }
     match &v.value {
         Value::Bool(b) => Ok(*b),
         Value::Int(1) => Ok(true),

@@ -11,7 +11,7 @@ use serde_saphyr::Spanned;
 use super::{InventoryError, Location, RawGroup, RawInventory, RawVar, Value};
 
 /// A map that keeps its entries in document order.
-struct Ordered<K, V>(Vec<(K, V)>);
+pub(super) struct Ordered<K, V>(pub(super) Vec<(K, V)>);
 
 impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Ordered<K, V> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -36,7 +36,7 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Ordered
     }
 }
 
-type Vars = Ordered<Spanned<String>, Spanned<serde_json::Value>>;
+pub(super) type Vars = Ordered<Spanned<String>, Spanned<serde_json::Value>>;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +49,7 @@ struct Group {
     children: Option<Ordered<Spanned<String>, Option<Group>>>,
 }
 
-fn loc(path: &Path, l: &serde_saphyr::Location) -> Location {
+pub(super) fn loc(path: &Path, l: &serde_saphyr::Location) -> Location {
     Location {
         file: path.to_path_buf(),
         line: l.line() as usize,
@@ -57,26 +57,22 @@ fn loc(path: &Path, l: &serde_saphyr::Location) -> Location {
     }
 }
 
-fn value(v: &serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::String(s) => Value::Str(s.clone()),
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::Float(n.as_f64().unwrap_or(0.0)),
-        },
-        serde_json::Value::Null => Value::Null,
-        _ => Value::Complex,
-    }
-}
-
-fn vars(path: &Path, vs: Option<Vars>) -> Vec<RawVar> {
+pub(super) fn vars(path: &Path, vs: Option<Vars>) -> Vec<RawVar> {
     vs.map(|o| {
         o.0.into_iter()
-            .map(|(k, v)| RawVar {
-                key: k.value,
-                value: value(&v.value),
-                loc: loc(path, &v.referenced),
+            .map(|(k, v)| {
+                // The value's position, unless it starts on a later line (a block
+                // scalar such as `!vault |`): then the key's, where it was set.
+                let at = if v.referenced.line() > k.referenced.line() {
+                    &k.referenced
+                } else {
+                    &v.referenced
+                };
+                RawVar {
+                    key: k.value,
+                    value: Value::of_json(&v.value),
+                    loc: loc(path, at),
+                }
             })
             .collect()
     })
