@@ -168,3 +168,66 @@ fn version_names_the_commit() {
         "{v}"
     );
 }
+
+/// `etcdroll inventory` resolves kubespray's sample (group_vars included) with
+/// no host contacted, every setting with its origin, a password never shown.
+#[test]
+fn inventory_shows_each_setting_with_its_origin() {
+    let s = Scratch::new();
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/kubespray-sample"
+    );
+    let inv = format!("{dir}/inventory.ini");
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "inventory",
+            "-i",
+            &inv,
+            "--output",
+            "json",
+            "-e",
+            "ansible_port=2222",
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let hosts = doc["clusters"][0]["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3, "{t}");
+    let setting = |h: &serde_json::Value, var: &str| -> (String, String) {
+        let s = h["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["var"] == var)
+            .unwrap_or_else(|| panic!("{var} missing"));
+        (
+            s["value"].as_str().unwrap().to_string(),
+            s["origin"].as_str().unwrap().to_string(),
+        )
+    };
+    let (port, origin) = setting(&hosts[0], "ansible_port");
+    assert_eq!((port.as_str(), origin.as_str()), ("2222", "-e"));
+    let (dd, origin) = setting(&hosts[0], "etcd_data_dir");
+    assert_eq!(dd, "/var/lib/etcd");
+    assert!(origin.contains("group_vars/all/etcd.yml:"), "{origin}");
+    assert_eq!(setting(&hosts[0], "etcd_binary").1, "default");
+
+    // The table, and a become password that never shows.
+    let pass = s.path("pass.yml");
+    std::fs::write(&pass, "ansible_become_pass: s3cret-pw\n").unwrap();
+    let at = format!("@{}", pass.display());
+    let out = etcdroll(
+        s.dir.path(),
+        &["inventory", "-i", &inv, "--output", "plain", "-e", &at],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("cluster etcd (3 hosts)") && t.contains("ansible_become_pass"),
+        "{t}"
+    );
+    assert!(t.contains("***") && !t.contains("s3cret-pw"), "{t}");
+}

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::connect::{connect, connect_members, connect_with};
+use super::connect::{connect, connect_members, connect_with, load_inventory};
 use super::interrupt::with_interrupts;
 use super::outcome::report;
 use super::{Common, TargetArgs, Waits};
@@ -31,6 +31,16 @@ pub(super) async fn exec(common: Common, privileged: bool, command: Vec<String>)
     let code = adhoc::exec(&links, &cmd, common.command_timeout, privileged, &emit).await;
     ui.finish();
     code
+}
+
+/// `inventory`: the hosts as resolved, each setting with its origin; no host contacted.
+pub(super) fn inventory(common: Common) -> i32 {
+    let ui = Ui::new(common.output);
+    let Some(inv) = load_inventory(&common, &ui) else {
+        return exit::USAGE;
+    };
+    ui.inventory(&inv);
+    exit::OK
 }
 
 /// `status`: every member of every cluster, each cluster on its own.

@@ -36,12 +36,9 @@ pub(super) async fn connect_with<T, E: std::fmt::Display>(
     connect_hosts(common, true, prepare).await
 }
 
-async fn connect_hosts<T, E: std::fmt::Display>(
-    common: &Common,
-    discover: bool,
-    prepare: impl FnOnce(&[inventory::Host]) -> Result<T, E>,
-) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>, T)> {
-    let ui = Ui::new(common.output);
+/// Load the inventory with `-e`, `--group` and `--limit`, its warnings on
+/// stderr. None when it is unusable (already reported).
+pub(super) fn load_inventory(common: &Common, ui: &Ui) -> Option<inventory::Inventory> {
     let extra_vars = match ExtraVars::parse(&common.extra_vars) {
         Ok(x) => x,
         Err(e) => {
@@ -66,6 +63,16 @@ async fn connect_hosts<T, E: std::fmt::Display>(
     for note in &inv.notes {
         eprintln!("warning: inventory: {note}");
     }
+    Some(inv)
+}
+
+async fn connect_hosts<T, E: std::fmt::Display>(
+    common: &Common,
+    discover: bool,
+    prepare: impl FnOnce(&[inventory::Host]) -> Result<T, E>,
+) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>, T)> {
+    let ui = Ui::new(common.output);
+    let inv = load_inventory(common, &ui)?;
     let prepared = match prepare(&inv.hosts) {
         Ok(p) => p,
         Err(e) => {

@@ -94,6 +94,13 @@ pub enum Command {
         #[arg(short = 'y', long)]
         yes: bool,
     },
+    /// Print the hosts as etcdroll resolved them, per cluster: address, port, user,
+    /// jump hosts and every etcd setting with where it came from. Connects to
+    /// nothing (systemd hosts describe themselves at connect time: see `check`).
+    Inventory {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print shell completions (bash, zsh, fish, …) for etcdroll to stdout.
     Completions {
         #[arg(value_enum)]
@@ -118,7 +125,8 @@ impl Command {
             | Command::Check { common, .. }
             | Command::Upgrade { common, .. }
             | Command::Rollback { common, .. }
-            | Command::Backup { common, .. } => common.verbose,
+            | Command::Backup { common, .. }
+            | Command::Inventory { common } => common.verbose,
             Command::Completions { .. } | Command::Man => 0,
         }
     }
@@ -210,6 +218,7 @@ async fn run(cli: Cli) -> i32 {
         } => commands::upgrade(common, target, waits, dry_run, yes, settle, forks).await,
         Command::Rollback { common, waits, yes } => commands::rollback(common, waits, yes).await,
         Command::Backup { common, waits } => commands::backup(common, waits).await,
+        Command::Inventory { common } => commands::inventory(common),
         // Handled in `main` before the runtime starts.
         Command::Completions { .. } | Command::Man => exit::OK,
     }

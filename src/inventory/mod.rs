@@ -4,6 +4,8 @@
 //! resolved with Ansible's precedence and validated. Every error names
 //! file:line:col.
 
+mod describe;
+pub use describe::{describe, Setting};
 mod extra;
 pub use extra::ExtraVars;
 mod host;

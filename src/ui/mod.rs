@@ -96,6 +96,16 @@ impl Ui {
         self.suspend(|| prompt::ask_to_proceed(steps))
     }
 
+    /// `etcdroll inventory`: one JSON document (like `ansible-inventory --list`),
+    /// or a block per cluster with each host's settings and their origins.
+    pub fn inventory(&self, inv: &crate::inventory::Inventory) {
+        if self.is_json() {
+            println!("{}", table::inventory_json(inv));
+        } else {
+            print!("{}", table::inventory_text(inv));
+        }
+    }
+
     /// Print a line outside the event stream (errors from main); JSON mode wraps it.
     pub fn error(&self, message: &str) {
         self.render(&Event::RunFinished {

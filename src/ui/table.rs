@@ -208,6 +208,72 @@ pub fn discovered(hosts: &[HostDiscovered]) -> String {
     out
 }
 
+/// The hosts per cluster, in inventory order, each with its settings.
+fn clusters(inv: &crate::inventory::Inventory) -> Vec<(&str, Vec<&crate::inventory::Host>)> {
+    let mut out: Vec<(&str, Vec<&crate::inventory::Host>)> = Vec::new();
+    for h in &inv.hosts {
+        match out.iter_mut().find(|(c, _)| *c == h.cluster) {
+            Some((_, hosts)) => hosts.push(h),
+            None => out.push((h.cluster.as_str(), vec![h])),
+        }
+    }
+    out
+}
+
+pub fn inventory_json(inv: &crate::inventory::Inventory) -> String {
+    let clusters: Vec<serde_json::Value> = clusters(inv)
+        .into_iter()
+        .map(|(name, hosts)| {
+            serde_json::json!({
+                "cluster": name,
+                "hosts": hosts.iter().map(|h| serde_json::json!({
+                    "host": h.name,
+                    "settings": crate::inventory::describe(h),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "inventory": inv.path.display().to_string(),
+        "clusters": clusters,
+        "notes": inv.notes,
+    })
+    .to_string()
+}
+
+pub fn inventory_text(inv: &crate::inventory::Inventory) -> String {
+    let mut out = String::new();
+    for (name, hosts) in clusters(inv) {
+        out.push_str(&format!(
+            "{} {name} ({} host{})\n",
+            style("cluster").bold(),
+            hosts.len(),
+            if hosts.len() == 1 { "" } else { "s" }
+        ));
+        for h in hosts {
+            out.push_str(&format!("  {}\n", style(&h.name).bold()));
+            let rows = crate::inventory::describe(h);
+            let wv = rows.iter().map(|r| r.var.len()).max().unwrap_or(0);
+            let wval = rows.iter().map(|r| r.value.len()).max().unwrap_or(0);
+            for r in rows {
+                let origin = if r.origin == "default" {
+                    style(r.origin).dim().to_string()
+                } else {
+                    r.origin
+                };
+                out.push_str(&format!(
+                    "    {:<wv$}  {:<wval$}  {origin}\n",
+                    r.var, r.value
+                ));
+            }
+        }
+    }
+    out.push_str(
+        "(an etcd setting left to the default is read from each systemd host when a command connects: see `check`)\n",
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
