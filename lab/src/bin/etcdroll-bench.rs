@@ -250,6 +250,7 @@ async fn floor(lab: &Lab, hosts: &[Host], new_etcd: &Path, phases: &mut Phases) 
             offline: Some(commands::offline_backup(v, &dir, false)),
             swap: Swap::In,
             binaries: vec![v.binary.clone()],
+            start_limit: Duration::from_secs(60),
         }
         .command();
         tokio::task::block_in_place(|| sh_in(lab, m, &script))?;
