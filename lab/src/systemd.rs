@@ -80,7 +80,8 @@ impl fmt::Display for Layout {
 /// One host's container: what the lab started and made for it, for run_in and tear-down.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Container {
-    /// nspawn's `--machine` (unique among running labs: it starts with the lab's slot).
+    /// nspawn's `--machine`: the lab's id and the host's name, unique across labs
+    /// over time too (its cgroups are named after it, and a slot is soon reused).
     pub machine: String,
     /// The systemd-nspawn process (0 until it is started).
     pub nspawn_pid: i32,
@@ -233,7 +234,7 @@ pub(crate) fn add_hosts(
             is_member,
             root: Some(root.clone()),
             container: Some(Container {
-                machine: format!("er{slot}-{name}"),
+                machine: format!("{}-{name}", lab.id),
                 nspawn_pid: 0,
                 init_pid: 0,
                 cgroups: Vec::new(),
@@ -499,18 +500,31 @@ fn make_kubespray_pki(lab: &Lab) -> Result<()> {
         days: "36500",
     };
     pki.make_ca("/CN=etcd-ca")?;
-    for m in &lab.members {
-        for kind in ["member", "admin"] {
-            pki.sign(&Cert {
-                subj: &format!("/CN=etcd-{kind}-{}", m.name),
-                key: &format!("{kind}-{}-key.pem", m.name),
-                cert: &format!("{kind}-{}.pem", m.name),
-                ext_file: "openssl.conf",
-                ext_section: Some("ssl_client"),
-            })?;
+    // RSA keys take a while on a busy machine: one thread per certificate.
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = lab
+            .members
+            .iter()
+            .flat_map(|m| ["member", "admin"].map(|kind| (kind, &m.name)))
+            .map(|(kind, name)| {
+                let pki = &pki;
+                s.spawn(move || {
+                    pki.sign(&Cert {
+                        subj: &format!("/CN=etcd-{kind}-{name}"),
+                        key: &format!("{kind}-{name}-key.pem"),
+                        cert: &format!("{kind}-{name}.pem"),
+                        ext_file: "openssl.conf",
+                        ext_section: Some("ssl_client"),
+                    })
+                })
+            })
+            .collect();
+        for j in jobs {
+            j.join()
+                .map_err(|_| anyhow::anyhow!("signing a certificate panicked"))??;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// kubespray's roles/etcd/templates/etcd-host.service.j2 (bin_dir /usr/local/bin).
@@ -935,6 +949,7 @@ pub(crate) fn teardown_hosts(members: &[LabHost], plain: &[LabHost]) {
     if hosts.is_empty() {
         return;
     }
+    let t0 = Instant::now();
     let live: Vec<i32> = hosts
         .iter()
         .map(|(_, c)| c.nspawn_pid)
@@ -982,6 +997,7 @@ pub(crate) fn teardown_hosts(members: &[LabHost], plain: &[LabHost]) {
             left.retain(|&p| !gone(p));
         }
     }
+    let stopped = t0.elapsed();
     for (h, c) in &hosts {
         if let Some(root) = &h.root {
             unmount(root);
@@ -994,6 +1010,14 @@ pub(crate) fn teardown_hosts(members: &[LabHost], plain: &[LabHost]) {
         if prop.is_dir() {
             let _ = std::fs::remove_dir_all(&prop);
         }
+    }
+    if t0.elapsed() > Duration::from_secs(5) {
+        eprintln!(
+            "etcdroll-lab: stopping {} containers took {:.1} s, removing their mounts and cgroups {:.1} s",
+            hosts.len(),
+            stopped.as_secs_f64(),
+            (t0.elapsed() - stopped).as_secs_f64()
+        );
     }
 }
 

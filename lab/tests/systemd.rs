@@ -66,7 +66,12 @@ struct Made {
     pids: Vec<i32>,
     roots: Vec<PathBuf>,
     cgroups: Vec<PathBuf>,
-    netns: Vec<String>,
+    /// Each namespace with the inode it had: a parallel test may take the freed slot
+    /// and make a namespace of the same name (its slot's owner record then names
+    /// that lab's dir, not this one's).
+    netns: Vec<(String, u64)>,
+    slot: u32,
+    dir: PathBuf,
 }
 
 fn made(lab: &Lab) -> Made {
@@ -76,6 +81,8 @@ fn made(lab: &Lab) -> Made {
         roots: Vec::new(),
         cgroups: Vec::new(),
         netns: Vec::new(),
+        slot: lab.slots[0],
+        dir: lab.dir.clone(),
     };
     for h in hosts {
         let c = h
@@ -88,7 +95,10 @@ fn made(lab: &Lab) -> Made {
             .push(h.root.clone().expect("a systemd host has a root"));
         assert!(!c.cgroups.is_empty());
         m.cgroups.extend(c.cgroups.iter().cloned());
-        m.netns.push(h.netns.clone());
+        let ino = std::fs::metadata(format!("/run/netns/{}", h.netns))
+            .map(|md| std::os::unix::fs::MetadataExt::ino(&md))
+            .expect("the host's netns exists");
+        m.netns.push((h.netns.clone(), ino));
     }
     m
 }
@@ -115,12 +125,19 @@ fn assert_nothing_left(m: &Made) {
     for c in &m.cgroups {
         assert!(!c.exists(), "cgroup {} survived", c.display());
     }
-    let list = stdout(&Command::new("ip").args(["netns", "list"]).output().unwrap());
-    for n in &m.netns {
-        assert!(
-            !list.split_whitespace().any(|w| w == n),
-            "netns {n} survived"
-        );
+    let owner = std::fs::read_to_string(format!("/run/etcdroll-lab/slot-{}.json", m.slot))
+        .unwrap_or_default();
+    let reused =
+        !owner.is_empty() && !owner.contains(&format!("{:?}", m.dir.display().to_string()));
+    for (n, ino) in &m.netns {
+        if reused {
+            eprintln!("slot {} is another lab's now: {n} not checked", m.slot);
+            continue;
+        }
+        let now = std::fs::metadata(format!("/run/netns/{n}"))
+            .map(|md| std::os::unix::fs::MetadataExt::ino(&md))
+            .ok();
+        assert_ne!(now, Some(*ino), "netns {n} survived");
     }
 }
 
