@@ -47,6 +47,9 @@ pub struct LabSpec {
     /// PID 1, sshd and `etcd.service` under it) laid out as `Layout` says; None:
     /// script hosts (sshd and etcd straight in the namespace).
     pub systemd: Option<Layout>,
+    /// With the kubespray layout: kubespray's second cluster `etcd-events` on the
+    /// same members (`etcd-events.service`, clients on 2383, peers on 2382).
+    pub etcd_events: bool,
 }
 
 impl Default for LabSpec {
@@ -62,6 +65,7 @@ impl Default for LabSpec {
             tls: false,
             ipv6: false,
             systemd: None,
+            etcd_events: false,
         }
     }
 }
@@ -150,6 +154,9 @@ pub struct Lab {
     /// The layout of a systemd lab (None: script hosts).
     #[serde(default)]
     pub systemd: Option<Layout>,
+    /// kubespray's `etcd-events` cluster runs beside `etcd` (ports 2383/2382).
+    #[serde(default)]
+    pub etcd_events: bool,
     #[serde(skip)]
     keep: bool,
     #[serde(skip)]
@@ -298,6 +305,7 @@ impl Lab {
             namespaces: Vec::new(),
             ipv6: false,
             systemd: spec.systemd,
+            etcd_events: spec.etcd_events,
             keep: false,
             torn_down: false,
         };
@@ -412,6 +420,9 @@ impl Lab {
             // etcd.service is enabled (when start_etcd) and started by the boot itself.
             if spec.members > 0 && spec.start_etcd {
                 self.wait_cluster_healthy(Duration::from_secs(60))?;
+                if spec.etcd_events {
+                    systemd::wait_events_healthy(self, Duration::from_secs(60))?;
+                }
             }
             return Ok(());
         }
@@ -1150,10 +1161,22 @@ impl Pki<'_> {
 
     /// A key, a request and the certificate the CA signs for it.
     fn sign(&self, c: &Cert) -> Result<()> {
+        self.request(c)?;
+        self.certify(c)
+    }
+
+    /// The key and its request (the slow part; these may run in parallel).
+    fn request(&self, c: &Cert) -> Result<()> {
         let csr = format!("{}.csr", c.cert.trim_end_matches(".pem"));
         let mut req = vec!["req", "-subj", c.subj, "-keyout", c.key, "-out", &csr];
         req.extend(self.key_args);
         self.openssl(&req)?;
+        Ok(())
+    }
+
+    /// The CA signs a request (one at a time: they share the CA's serial file).
+    fn certify(&self, c: &Cert) -> Result<()> {
+        let csr = format!("{}.csr", c.cert.trim_end_matches(".pem"));
         let mut x = vec![
             "x509",
             "-req",

@@ -138,6 +138,9 @@ pub(crate) fn check_spec(spec: &LabSpec, layout: Layout) -> Result<()> {
             "with systemd hosts TLS comes with the layout (kubespray's); `tls` is for script hosts"
         );
     }
+    if spec.etcd_events && layout != Layout::Kubespray {
+        bail!("etcd-events is kubespray's second cluster: it needs the kubespray layout");
+    }
     if layout == Layout::Debian && spec.version != DEBIAN_ETCD {
         bail!(
             "the Debian layout runs the packaged etcd of bookworm, {DEBIAN_ETCD}; it cannot be {} \
@@ -281,6 +284,9 @@ pub(crate) fn add_hosts(
                             Layout::Kubespray => {
                                 install_binaries(root, etcd, etcdctl, etcdutl)?;
                                 write_kubespray(lab_ref, spec, i, h)?;
+                                if spec.etcd_events {
+                                    write_kubespray_events(lab_ref, spec, i, h)?;
+                                }
                             }
                             Layout::Debian => write_debian(lab_ref, spec, h)?,
                             Layout::PlainUnit => {
@@ -290,6 +296,9 @@ pub(crate) fn add_hosts(
                         }
                         if spec.start_etcd {
                             enable_etcd(root, layout)?;
+                            if spec.etcd_events {
+                                enable_unit(root, "/etc/systemd/system/etcd-events.service")?;
+                            }
                         }
                     }
                     Ok(())
@@ -450,6 +459,135 @@ fn enable_etcd(root: &Path, layout: Layout) -> Result<()> {
     Ok(())
 }
 
+/// `systemctl enable` of a unit with `WantedBy=multi-user.target`, before boot.
+fn enable_unit(root: &Path, unit: &str) -> Result<()> {
+    let wants = root.join("etc/systemd/system/multi-user.target.wants");
+    std::fs::create_dir_all(&wants)?;
+    let name = Path::new(unit).file_name().expect("unit name");
+    let _ = std::fs::remove_file(wants.join(name));
+    std::os::unix::fs::symlink(unit, wants.join(name))?;
+    Ok(())
+}
+
+/// kubespray's roles/etcd/templates/etcd-events-host.service.j2.
+pub const KUBESPRAY_EVENTS_UNIT: &str = "[Unit]
+Description=etcd
+After=network.target
+
+[Service]
+Type=notify
+User=root
+EnvironmentFile=/etc/etcd-events.env
+ExecStart=/usr/local/bin/etcd
+NotifyAccess=all
+Restart=always
+RestartSec=10s
+LimitNOFILE=40000
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// Wait until every member of kubespray's etcd-events cluster is healthy.
+pub(crate) fn wait_events_healthy(lab: &Lab, limit: Duration) -> Result<()> {
+    let Some(m0) = lab.members.first() else {
+        return Ok(());
+    };
+    let eps: Vec<String> = lab
+        .members
+        .iter()
+        .map(|m| url("https", IpAddr::V4(m.addr), 2383))
+        .collect();
+    let script = format!(
+        "set -a; eval \"$(grep '^ETCDCTL_' /etc/etcd.env)\"; set +a; ETCDCTL_ENDPOINTS={} ETCDCTL_API=3 \
+         {} --dial-timeout 1s --command-timeout 2s endpoint health",
+        eps.join(","),
+        m0.etcdctl_binary.display()
+    );
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = lab.run_in(m0, &script)?;
+        if out.status.success() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "kubespray's etcd-events cluster did not become healthy: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// kubespray's etcd-events.env.j2 on member `i` (same certificates as etcd's).
+fn write_kubespray_events(lab: &Lab, spec: &LabSpec, i: usize, m: &LabHost) -> Result<()> {
+    let root = m.root.as_deref().expect("container root");
+    let ip = IpAddr::V4(m.addr);
+    let peers: Vec<String> = lab
+        .members
+        .iter()
+        .enumerate()
+        .map(|(k, o)| {
+            format!(
+                "etcd{}-events={}",
+                k + 1,
+                url("https", IpAddr::V4(o.addr), 2382)
+            )
+        })
+        .collect();
+    let c = KUBESPRAY_CERTS;
+    let name = &m.name;
+    let env = format!(
+        "ETCD_DATA_DIR=/var/lib/etcd-events
+ETCD_ADVERTISE_CLIENT_URLS={client}
+ETCD_INITIAL_ADVERTISE_PEER_URLS={peer}
+ETCD_INITIAL_CLUSTER_STATE=new
+ETCD_METRICS=basic
+ETCD_LISTEN_CLIENT_URLS={client},https://127.0.0.1:2383
+ETCD_ELECTION_TIMEOUT=5000
+ETCD_HEARTBEAT_INTERVAL=250
+ETCD_INITIAL_CLUSTER_TOKEN=k8s_events_etcd
+ETCD_LISTEN_PEER_URLS={peer}
+ETCD_NAME=etcd{n}-events
+ETCD_PROXY=off
+ETCD_INITIAL_CLUSTER={cluster}
+ETCD_AUTO_COMPACTION_RETENTION=8
+ETCD_SNAPSHOT_COUNT={snap}
+ETCD_QUOTA_BACKEND_BYTES=2147483648
+ETCD_MAX_REQUEST_BYTES=1572864
+
+# TLS settings
+ETCD_TRUSTED_CA_FILE={c}/ca.pem
+ETCD_CERT_FILE={c}/member-{name}.pem
+ETCD_KEY_FILE={c}/member-{name}-key.pem
+ETCD_CLIENT_CERT_AUTH=true
+
+ETCD_PEER_TRUSTED_CA_FILE={c}/ca.pem
+ETCD_PEER_CERT_FILE={c}/member-{name}.pem
+ETCD_PEER_KEY_FILE={c}/member-{name}-key.pem
+ETCD_PEER_CLIENT_CERT_AUTH=True
+
+",
+        client = url("https", ip, 2383),
+        peer = url("https", ip, 2382),
+        n = i + 1,
+        cluster = peers.join(","),
+        snap = spec.snapshot_count.unwrap_or(100000),
+    );
+    std::fs::write(root.join("etc/etcd-events.env"), env)?;
+    set_mode(&root.join("etc/etcd-events.env"), 0o640)?;
+    std::fs::write(
+        root.join("etc/systemd/system/etcd-events.service"),
+        KUBESPRAY_EVENTS_UNIT,
+    )?;
+    let data = root.join("var/lib/etcd-events");
+    std::fs::create_dir_all(&data)?;
+    set_mode(&data, 0o700)?;
+    chown(&data, user_ids(root, "etcd")?)?;
+    Ok(())
+}
+
 /// uid and gid of a user in the container's /etc/passwd.
 fn user_ids(root: &Path, user: &str) -> Result<(u32, u32)> {
     let pw = std::fs::read_to_string(root.join("etc/passwd"))?;
@@ -500,31 +638,49 @@ fn make_kubespray_pki(lab: &Lab) -> Result<()> {
         days: "36500",
     };
     pki.make_ca("/CN=etcd-ca")?;
-    // RSA keys take a while on a busy machine: one thread per certificate.
-    std::thread::scope(|s| {
-        let jobs: Vec<_> = lab
-            .members
+    // RSA keys take a while on a busy machine: one thread per key, then the CA
+    // signs them one by one.
+    let names: Vec<(String, String, String)> = lab
+        .members
+        .iter()
+        .flat_map(|m| {
+            ["member", "admin"].map(|kind| {
+                (
+                    format!("/CN=etcd-{kind}-{}", m.name),
+                    format!("{kind}-{}-key.pem", m.name),
+                    format!("{kind}-{}.pem", m.name),
+                )
+            })
+        })
+        .collect();
+    let certs: Vec<Cert> = names
+        .iter()
+        .map(|(subj, key, cert)| Cert {
+            subj,
+            key,
+            cert,
+            ext_file: "openssl.conf",
+            ext_section: Some("ssl_client"),
+        })
+        .collect();
+    std::thread::scope(|s| -> Result<()> {
+        let jobs: Vec<_> = certs
             .iter()
-            .flat_map(|m| ["member", "admin"].map(|kind| (kind, &m.name)))
-            .map(|(kind, name)| {
+            .map(|c| {
                 let pki = &pki;
-                s.spawn(move || {
-                    pki.sign(&Cert {
-                        subj: &format!("/CN=etcd-{kind}-{name}"),
-                        key: &format!("{kind}-{name}-key.pem"),
-                        cert: &format!("{kind}-{name}.pem"),
-                        ext_file: "openssl.conf",
-                        ext_section: Some("ssl_client"),
-                    })
-                })
+                s.spawn(move || pki.request(c))
             })
             .collect();
         for j in jobs {
             j.join()
-                .map_err(|_| anyhow::anyhow!("signing a certificate panicked"))??;
+                .map_err(|_| anyhow::anyhow!("making a key panicked"))??;
         }
         Ok(())
-    })
+    })?;
+    for c in &certs {
+        pki.certify(c)?;
+    }
+    Ok(())
 }
 
 /// kubespray's roles/etcd/templates/etcd-host.service.j2 (bin_dir /usr/local/bin).
@@ -927,6 +1083,9 @@ pub(crate) fn member_entry(lab: &Lab, m: &LabHost, prefix: &str) -> String {
         if root.join("usr/local/bin/etcdutl").exists() {
             y.push_str("          etcdutl_binary: /usr/local/bin/etcdutl\n");
         }
+    }
+    if lab.etcd_events {
+        y.push_str("          etcd_events_cluster_setup: true\n");
     }
     if lab.systemd == Some(Layout::Kubespray) {
         if let Some(i) = lab.members.iter().position(|o| o.name == m.name) {

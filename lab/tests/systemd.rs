@@ -143,11 +143,9 @@ fn assert_nothing_left(m: &Made) {
 
 /// Boot 3 members of a layout, check what every layout must have, then `extra`,
 /// then tear down and check nothing is left.
-fn layout_test(layout: Layout, type_restart: &str, extra: impl Fn(&Lab)) {
-    let Some(lab) = systemd_lab(LabSpec {
-        systemd: Some(layout),
-        ..LabSpec::default()
-    }) else {
+fn layout_test(spec: LabSpec, type_restart: &str, extra: impl Fn(&Lab)) {
+    let layout = spec.systemd.expect("a systemd lab");
+    let Some(lab) = systemd_lab(spec) else {
         return;
     };
     for m in &lab.members {
@@ -212,7 +210,12 @@ fn tempfile_dir() -> PathBuf {
 
 #[test]
 fn kubespray_hosts_run_etcd_as_kubespray_does() {
-    layout_test(Layout::Kubespray, "Restart=always Type=notify", |lab| {
+    let spec = LabSpec {
+        systemd: Some(Layout::Kubespray),
+        etcd_events: true,
+        ..LabSpec::default()
+    };
+    layout_test(spec, "Restart=always Type=notify", |lab| {
         let m = &lab.members[1];
         let o = ssh(
             lab,
@@ -251,12 +254,37 @@ fn kubespray_hosts_run_etcd_as_kubespray_does() {
             .unwrap();
         assert!(stdout(&o).contains("\"health\":\"true\""), "{o:?}");
         assert!(lab.member_client_url(m).starts_with("https://"));
+        // kubespray's second cluster, etcd-events, on the same hosts.
+        let o = ssh(lab, m, "systemctl is-active etcd-events");
+        assert_eq!(stdout(&o), "active", "{o:?}");
+        let o = lab
+            .run_in(
+                m,
+                "set -a; . /etc/etcd.env; set +a; ETCDCTL_ENDPOINTS=https://127.0.0.1:2383 \
+                 etcdctl put ev 1 >/dev/null && ETCDCTL_ENDPOINTS=https://127.0.0.1:2383 etcdctl member list \
+                 && ETCDCTL_ENDPOINTS=https://127.0.0.1:2379 etcdctl get --print-value-only ev",
+            )
+            .unwrap();
+        let s = stdout(&o);
+        assert!(
+            s.contains("etcd2-events") && !s.contains("lab-value"),
+            "{o:?}"
+        );
+        assert_eq!(
+            s.lines().count(),
+            3,
+            "the events cluster has 3 members and its own keys: {s}"
+        );
     });
 }
 
 #[test]
 fn debian_hosts_run_the_packaged_etcd() {
-    layout_test(Layout::Debian, "Restart=on-abnormal Type=notify", |lab| {
+    let spec = LabSpec {
+        systemd: Some(Layout::Debian),
+        ..LabSpec::default()
+    };
+    layout_test(spec, "Restart=on-abnormal Type=notify", |lab| {
         let m = &lab.members[0];
         let o = ssh(lab, m, "dpkg -S /usr/bin/etcd");
         assert_eq!(stdout(&o), "etcd-server: /usr/bin/etcd", "{o:?}");
@@ -268,7 +296,11 @@ fn debian_hosts_run_the_packaged_etcd() {
 
 #[test]
 fn plain_unit_hosts_carry_every_setting_on_execstart() {
-    layout_test(Layout::PlainUnit, "Restart=on-failure Type=notify", |lab| {
+    let spec = LabSpec {
+        systemd: Some(Layout::PlainUnit),
+        ..LabSpec::default()
+    };
+    layout_test(spec, "Restart=on-failure Type=notify", |lab| {
         let m = &lab.members[2];
         let o = ssh(lab, m, "systemctl cat etcd");
         let s = stdout(&o);

@@ -39,6 +39,9 @@ enum Cmd {
         /// kubespray, Debian's package, or a plain unit does it.
         #[arg(long, value_name = "kubespray|debian|plain")]
         systemd: Option<Layout>,
+        /// With --systemd kubespray: kubespray's second cluster etcd-events (2383/2382).
+        #[arg(long)]
+        etcd_events: bool,
         /// Also write DIR/hosts.yml, an inventory naming only the hosts.
         #[arg(long)]
         hosts_only: bool,
@@ -61,6 +64,7 @@ fn main() {
             bastions,
             enable_v2,
             systemd,
+            etcd_events,
             hosts_only,
         } => up(
             dir,
@@ -71,6 +75,7 @@ fn main() {
                 bastions,
                 enable_v2,
                 systemd,
+                etcd_events,
                 ..LabSpec::default()
             },
             hosts_only,
