@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub mod systemd;
+pub use systemd::Layout;
+
 const SERVICE_SCRIPT: &str = include_str!("etcd-service.sh");
 const OWNERS_DIR: &str = "/run/etcdroll-lab";
 const MAX_SLOTS: u32 = 500;
@@ -40,6 +43,13 @@ pub struct LabSpec {
     pub tls: bool,
     /// Hosts get only IPv6 addresses (a ULA prefix of the lab's own).
     pub ipv6: bool,
+    /// systemd hosts: each host a `systemd-nspawn --boot` container (real systemd as
+    /// PID 1, sshd and `etcd.service` under it) laid out as `Layout` says; None:
+    /// script hosts (sshd and etcd straight in the namespace).
+    pub systemd: Option<Layout>,
+    /// With the kubespray layout: kubespray's second cluster `etcd-events` on the
+    /// same members (`etcd-events.service`, clients on 2383, peers on 2382).
+    pub etcd_events: bool,
 }
 
 impl Default for LabSpec {
@@ -54,6 +64,8 @@ impl Default for LabSpec {
             start_etcd: true,
             tls: false,
             ipv6: false,
+            systemd: None,
+            etcd_events: false,
         }
     }
 }
@@ -73,6 +85,14 @@ pub struct LabHost {
     pub backup_dir: PathBuf,
     pub service_script: PathBuf,
     pub is_member: bool,
+    /// systemd hosts: the container's root (the merged overlay), so a test can read
+    /// the host's files from outside. There, `etcd_binary`, `etcdctl_binary`,
+    /// `data_dir` and `backup_dir` are paths inside the container (see `outside`).
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// systemd hosts: the container's nspawn process and what the lab made for it.
+    #[serde(default)]
+    pub container: Option<systemd::Container>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +103,15 @@ pub struct LabTls {
 }
 
 impl LabHost {
+    /// A path on the host as the controller sees it: under the container's root on a
+    /// systemd host, the path itself on a script host.
+    pub fn outside(&self, inside: &Path) -> PathBuf {
+        match &self.root {
+            Some(r) => r.join(inside.strip_prefix("/").unwrap_or(inside)),
+            None => inside.to_path_buf(),
+        }
+    }
+
     /// The address clients use: IPv6 in an IPv6 lab, else IPv4.
     pub fn ip(&self) -> IpAddr {
         match self.addr6 {
@@ -122,6 +151,12 @@ pub struct Lab {
     namespaces: Vec<String>,
     #[serde(default)]
     ipv6: bool,
+    /// The layout of a systemd lab (None: script hosts).
+    #[serde(default)]
+    pub systemd: Option<Layout>,
+    /// kubespray's `etcd-events` cluster runs beside `etcd` (ports 2383/2382).
+    #[serde(default)]
+    pub etcd_events: bool,
     #[serde(skip)]
     keep: bool,
     #[serde(skip)]
@@ -243,6 +278,9 @@ impl Lab {
         if spec.members > 89 || spec.plain_hosts > 150 {
             bail!("too many hosts for one /24");
         }
+        if let Some(layout) = spec.systemd {
+            systemd::check_spec(spec, layout)?;
+        }
         let (etcd, etcdctl, etcdutl) = Lab::etcd_binaries(&spec.version)?;
         reclaim_abandoned();
         guard_lab_range()?;
@@ -266,6 +304,8 @@ impl Lab {
             tls: None,
             namespaces: Vec::new(),
             ipv6: false,
+            systemd: spec.systemd,
+            etcd_events: spec.etcd_events,
             keep: false,
             torn_down: false,
         };
@@ -344,16 +384,21 @@ impl Lab {
                 owner: Some(ns),
             };
         }
-        for i in 0..spec.members {
-            let ns = format!("er{root_slot}h{i}");
-            let h = self.add_host(&format!("m{i}"), &ns, &net, 10 + i as u8, true)?;
-            self.install_etcd(&h, etcd, etcdctl, etcdutl)?;
-            self.members.push(h);
-        }
-        for j in 0..spec.plain_hosts {
-            let ns = format!("er{root_slot}p{j}");
-            let h = self.add_host(&format!("h{j}"), &ns, &net, 100 + j as u8, false)?;
-            self.plain_hosts.push(h);
+        if let Some(layout) = spec.systemd {
+            // Containers: booted together, sshd waited for below like any host's.
+            systemd::add_hosts(self, spec, layout, &net, etcd, etcdctl, etcdutl)?;
+        } else {
+            for i in 0..spec.members {
+                let ns = format!("er{root_slot}h{i}");
+                let h = self.add_host(&format!("m{i}"), &ns, &net, 10 + i as u8, true)?;
+                self.install_etcd(&h, etcd, etcdctl, etcdutl)?;
+                self.members.push(h);
+            }
+            for j in 0..spec.plain_hosts {
+                let ns = format!("er{root_slot}p{j}");
+                let h = self.add_host(&format!("h{j}"), &ns, &net, 100 + j as u8, false)?;
+                self.plain_hosts.push(h);
+            }
         }
         // known_hosts: every host's ed25519 and ecdsa keys under its address.
         let mut kh = String::new();
@@ -370,6 +415,16 @@ impl Lab {
         std::fs::write(&self.known_hosts, kh)?;
         for h in self.all_hosts() {
             self.wait_sshd(h)?;
+        }
+        if spec.systemd.is_some() {
+            // etcd.service is enabled (when start_etcd) and started by the boot itself.
+            if spec.members > 0 && spec.start_etcd {
+                self.wait_cluster_healthy(Duration::from_secs(60))?;
+                if spec.etcd_events {
+                    systemd::wait_events_healthy(self, Duration::from_secs(60))?;
+                }
+            }
+            return Ok(());
         }
         if spec.members > 0 {
             self.write_etcd_flags(spec)?;
@@ -399,6 +454,12 @@ impl Lab {
         last: u8,
         is_member: bool,
     ) -> Result<LabHost> {
+        let (a, a6) = self.add_netns(ns, net, last)?;
+        self.add_sshd_host(name, ns, a, a6, is_member)
+    }
+
+    /// A network namespace on `net` at `.last` with its veth up; its addresses.
+    fn add_netns(&mut self, ns: &str, net: &Net, last: u8) -> Result<(Ipv4Addr, Option<Ipv6Addr>)> {
         ip(&["netns", "add", ns])?;
         self.namespaces.push(ns.to_string());
         let veth = format!("{ns}v");
@@ -440,7 +501,18 @@ impl Lab {
         };
         ip(&["-n", ns, "link", "set", "eth0", "up"])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        Ok((a, a6))
+    }
 
+    /// sshd straight in the namespace (a script host).
+    fn add_sshd_host(
+        &mut self,
+        name: &str,
+        ns: &str,
+        a: Ipv4Addr,
+        a6: Option<Ipv6Addr>,
+        is_member: bool,
+    ) -> Result<LabHost> {
         let dir = self.dir.join(name);
         std::fs::create_dir_all(dir.join("bin"))?;
         std::fs::create_dir_all(dir.join("backup"))?;
@@ -478,6 +550,8 @@ impl Lab {
             service_script: dir.join("etcd-service"),
             dir,
             is_member,
+            root: None,
+            container: None,
         })
     }
 
@@ -585,66 +659,24 @@ impl Lab {
     fn make_pki(&self) -> Result<LabTls> {
         let pki = self.dir.join("pki");
         std::fs::create_dir_all(&pki)?;
-        let ossl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(&pki));
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let mut ca = vec![
-            "req",
-            "-x509",
-            "-days",
-            "3",
-            "-subj",
-            "/CN=etcdroll-lab-ca",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ];
-        ca.extend(ec);
-        ossl(&ca)?;
+        let ca = Pki {
+            dir: &pki,
+            key_args: EC_KEY,
+            ca_key: "ca.key",
+            ca_cert: "ca.pem",
+            days: "3",
+        };
+        ca.make_ca("/CN=etcdroll-lab-ca")?;
         let sign = |name: &str, ext: &str| -> Result<()> {
-            let (key, csr, pem) = (
-                format!("{name}.key"),
-                format!("{name}.csr"),
-                format!("{name}.pem"),
-            );
-            let subj = format!("/CN={name}");
-            let mut req = vec![
-                "req",
-                "-subj",
-                subj.as_str(),
-                "-keyout",
-                key.as_str(),
-                "-out",
-                csr.as_str(),
-            ];
-            req.extend(ec);
-            ossl(&req)?;
             let extfile = format!("{name}.ext");
             std::fs::write(pki.join(&extfile), ext)?;
-            ossl(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "3",
-                "-out",
-                &pem,
-                "-extfile",
-                &extfile,
-            ])?;
-            Ok(())
+            ca.sign(&Cert {
+                subj: &format!("/CN={name}"),
+                key: &format!("{name}.key"),
+                cert: &format!("{name}.pem"),
+                ext_file: &extfile,
+                ext_section: None,
+            })
         };
         for m in &self.members {
             let local = if self.ipv6 { "::1" } else { "127.0.0.1" };
@@ -691,7 +723,9 @@ impl Lab {
     }
 
     fn wait_sshd(&self, h: &LabHost) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // A container boots its systemd first (0.5–3 s here, more on a busy machine).
+        let limit = if h.container.is_some() { 45 } else { 10 };
+        let deadline = Instant::now() + Duration::from_secs(limit);
         let probe = format!("exec 3<>/dev/tcp/{}/22", h.ip());
         loop {
             let ok = Command::new("ip")
@@ -701,6 +735,9 @@ impl Lab {
                 .unwrap_or(false);
             if ok {
                 return Ok(());
+            }
+            if let Some(c) = &h.container {
+                systemd::check_running(h, c)?;
             }
             if Instant::now() > deadline {
                 bail!("sshd on {} ({}) did not start listening", h.name, h.ip());
@@ -767,14 +804,24 @@ impl Lab {
         }
     }
 
+    /// Run a shell script on a host as root: in its namespace on a script host, inside
+    /// the container (all its namespaces, its root) on a systemd host.
     pub fn run_in(&self, host: &LabHost, script: &str) -> Result<Output> {
+        if let Some(c) = &host.container {
+            return systemd::run_in(host, c, script);
+        }
         Command::new("ip")
             .args(["netns", "exec", &host.netns, "sh", "-c", script])
             .output()
             .with_context(|| format!("running in {}", host.name))
     }
 
+    /// etcd's service: start|stop|status|logs, by the service script on a script
+    /// host, `systemctl ACTION etcd` (`journalctl -u etcd` for logs) on a systemd host.
     pub fn service(&self, host: &LabHost, action: &str) -> Result<Output> {
+        if host.container.is_some() {
+            return self.run_in(host, &systemd::service_script(action));
+        }
         let out = Command::new("ip")
             .args(["netns", "exec", &host.netns])
             .arg(&host.service_script)
@@ -785,6 +832,17 @@ impl Lab {
 
     /// `etcdctl` (v3 API) on a member, with that member's current etcdctl.
     pub fn etcdctl(&self, host: &LabHost, args: &[&str]) -> Result<String> {
+        if host.container.is_some() {
+            let out = self.run_in(host, &systemd::etcdctl_script(self, host, args))?;
+            if !out.status.success() {
+                return Err(anyhow!(
+                    "etcdctl {args:?} on {} failed: {}",
+                    host.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
         let out = Command::new("ip")
             .args(["netns", "exec", &host.netns])
             .arg(&host.etcdctl_binary)
@@ -812,6 +870,17 @@ impl Lab {
     }
 
     pub fn stop_sshd(&self, host: &LabHost) -> Result<()> {
+        if host.container.is_some() {
+            let out = self.run_in(host, "systemctl stop ssh.service")?;
+            if !out.status.success() {
+                bail!(
+                    "stopping sshd on {}: {}",
+                    host.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            return Ok(());
+        }
         let pid = std::fs::read_to_string(host.dir.join("sshd.pid"))?;
         let pid: i32 = pid.trim().parse()?;
         // SAFETY: sending SIGTERM to a pid we started.
@@ -878,6 +947,20 @@ impl Lab {
     pub fn member_entries(&self, prefix: &str, extra: &str) -> String {
         let mut y = String::new();
         for m in &self.members {
+            if m.container.is_some() {
+                y.push_str(&systemd::member_entry(self, m, prefix));
+                if !extra.is_empty() {
+                    y.push_str(&format!(
+                        "          ansible_ssh_private_key_file: {}\n          etcdroll_known_hosts: {}\n",
+                        self.client_key.display(),
+                        self.known_hosts.display()
+                    ));
+                    for line in extra.lines() {
+                        y.push_str(&format!("          {line}\n"));
+                    }
+                }
+                continue;
+            }
             let d = m.dir.display();
             y.push_str(&format!(
                 "        {prefix}{name}:\n          ansible_host: \"{addr}\"\n          etcd_binary: {d}/bin/etcd\n          \
@@ -902,6 +985,41 @@ impl Lab {
             }
         }
         y
+    }
+
+    /// An inventory that names only the hosts and how to reach them (`ansible_host`,
+    /// `ansible_user`, `ansible_ssh_private_key_file`, `etcdroll_known_hosts`, and
+    /// `etcdroll_jump` behind bastions): members in group `etcd`, plain hosts in
+    /// `hosts`, nothing about etcd, so everything else is left to discovery.
+    pub fn write_hosts_only_inventory(&self, path: &Path) -> Result<()> {
+        let mut y = String::from("all:\n");
+        if !self.bastions.is_empty() {
+            let hops: Vec<String> = self
+                .bastions
+                .iter()
+                .map(|b| format!("root@{}", b.addr))
+                .collect();
+            y.push_str(&format!("  vars:\n    etcdroll_jump: {}\n", hops.join(",")));
+        }
+        y.push_str("  children:\n");
+        for (group, hosts) in [("etcd", &self.members), ("hosts", &self.plain_hosts)] {
+            if hosts.is_empty() {
+                continue;
+            }
+            y.push_str(&format!("    {group}:\n      hosts:\n"));
+            for h in hosts {
+                y.push_str(&format!(
+                    "        {}:\n          ansible_host: \"{}\"\n          ansible_user: root\n          \
+                     ansible_ssh_private_key_file: {}\n          etcdroll_known_hosts: {}\n",
+                    h.name,
+                    h.ip(),
+                    self.client_key.display(),
+                    self.known_hosts.display()
+                ));
+            }
+        }
+        std::fs::write(path, y)?;
+        Ok(())
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -937,6 +1055,8 @@ impl Lab {
             return;
         }
         self.torn_down = true;
+        // Containers first: etcd, then the container's systemd, its overlay and cgroups.
+        systemd::teardown_hosts(&self.members, &self.plain_hosts);
         // Members first, bastions (which hold the inner bridges) last.
         for ns in self.namespaces.iter().rev() {
             kill_namespace(ns);
@@ -984,6 +1104,102 @@ fn http_health(m: &LabHost, local: &str) -> bool {
         .split_whitespace()
         .collect();
     answer.split_whitespace().nth(1) == Some("200") && body.contains("\"health\":\"true\"")
+}
+
+/// A P-256 key, unencrypted (`openssl req` arguments).
+const EC_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// A CA made and used with openssl in `dir` (file names relative to it).
+struct Pki<'a> {
+    dir: &'a Path,
+    /// How `openssl req` makes a key: `EC_KEY`, or RSA as kubespray's script does.
+    key_args: &'a [&'a str],
+    ca_key: &'a str,
+    ca_cert: &'a str,
+    days: &'a str,
+}
+
+/// One certificate signed by a `Pki`.
+struct Cert<'a> {
+    subj: &'a str,
+    key: &'a str,
+    cert: &'a str,
+    /// Extensions: a file in the PKI dir, all of it or one section (`-extensions`).
+    ext_file: &'a str,
+    ext_section: Option<&'a str>,
+}
+
+impl Pki<'_> {
+    fn openssl(&self, args: &[&str]) -> Result<Output> {
+        run(Command::new("openssl").args(args).current_dir(self.dir))
+    }
+
+    /// The self-signed CA.
+    fn make_ca(&self, subj: &str) -> Result<()> {
+        let mut a = vec![
+            "req",
+            "-x509",
+            "-days",
+            self.days,
+            "-subj",
+            subj,
+            "-keyout",
+            self.ca_key,
+            "-out",
+            self.ca_cert,
+        ];
+        a.extend(self.key_args);
+        self.openssl(&a)?;
+        Ok(())
+    }
+
+    /// A key, a request and the certificate the CA signs for it.
+    fn sign(&self, c: &Cert) -> Result<()> {
+        self.request(c)?;
+        self.certify(c)
+    }
+
+    /// The key and its request (the slow part; these may run in parallel).
+    fn request(&self, c: &Cert) -> Result<()> {
+        let csr = format!("{}.csr", c.cert.trim_end_matches(".pem"));
+        let mut req = vec!["req", "-subj", c.subj, "-keyout", c.key, "-out", &csr];
+        req.extend(self.key_args);
+        self.openssl(&req)?;
+        Ok(())
+    }
+
+    /// The CA signs a request (one at a time: they share the CA's serial file).
+    fn certify(&self, c: &Cert) -> Result<()> {
+        let csr = format!("{}.csr", c.cert.trim_end_matches(".pem"));
+        let mut x = vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            self.ca_cert,
+            "-CAkey",
+            self.ca_key,
+            "-CAcreateserial",
+            "-days",
+            self.days,
+            "-out",
+            c.cert,
+            "-extfile",
+            c.ext_file,
+        ];
+        if let Some(sec) = c.ext_section {
+            x.extend(["-extensions", sec]);
+        }
+        self.openssl(&x)?;
+        Ok(())
+    }
 }
 
 fn set_mode(p: &Path, mode: u32) -> Result<()> {
@@ -1086,6 +1302,10 @@ fn reclaim_abandoned() {
         let pid = v["pid"].as_i64().unwrap_or(0) as i32;
         if pid_alive(pid) {
             continue;
+        }
+        // A systemd lab's containers, overlays and cgroups first, as its state file has them.
+        if let Some(d) = v["dir"].as_str() {
+            systemd::reclaim(Path::new(d));
         }
         // Its namespaces are named after the first slot: er{slot}...
         if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {

@@ -1,12 +1,13 @@
 //! The lab from the command line, for the demo and for trying etcdroll by hand:
-//! `etcdroll-lab up --dir DIR [--members 3] [--version 3.4.23] [--bastions 0] [--enable-v2]`
-//! starts real hosts (network namespaces with sshd and etcd) and writes
+//! `etcdroll-lab up --dir DIR [--members 3] [--version 3.4.23] [--bastions 0] [--enable-v2]
+//! [--systemd kubespray|debian|plain]` starts real hosts (network namespaces with sshd
+//! and etcd; with --systemd, a systemd-nspawn container per host) and writes
 //! DIR/inventory.yml; `etcdroll-lab down --dir DIR` removes everything it made.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use etcdroll_lab::{Lab, LabSpec};
+use etcdroll_lab::{Lab, LabSpec, Layout};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,16 @@ enum Cmd {
         bastions: usize,
         #[arg(long)]
         enable_v2: bool,
+        /// systemd hosts (a systemd-nspawn container each) with etcd laid out as
+        /// kubespray, Debian's package, or a plain unit does it.
+        #[arg(long, value_name = "kubespray|debian|plain")]
+        systemd: Option<Layout>,
+        /// With --systemd kubespray: kubespray's second cluster etcd-events (2383/2382).
+        #[arg(long)]
+        etcd_events: bool,
+        /// Also write DIR/hosts.yml, an inventory naming only the hosts.
+        #[arg(long)]
+        hosts_only: bool,
     },
     /// Tear down the lab saved in DIR/lab.json.
     Down {
@@ -52,7 +63,23 @@ fn main() {
             version,
             bastions,
             enable_v2,
-        } => up(dir, members, plain_hosts, version, bastions, enable_v2),
+            systemd,
+            etcd_events,
+            hosts_only,
+        } => up(
+            dir,
+            LabSpec {
+                members,
+                plain_hosts,
+                version,
+                bastions,
+                enable_v2,
+                systemd,
+                etcd_events,
+                ..LabSpec::default()
+            },
+            hosts_only,
+        ),
         Cmd::Down { dir } => Lab::load(&dir.join("lab.json")).map(|mut lab| lab.teardown()),
     };
     if let Err(e) = res {
@@ -61,28 +88,16 @@ fn main() {
     }
 }
 
-fn up(
-    dir: PathBuf,
-    members: usize,
-    plain_hosts: usize,
-    version: String,
-    bastions: usize,
-    enable_v2: bool,
-) -> anyhow::Result<()> {
+fn up(dir: PathBuf, spec: LabSpec, hosts_only: bool) -> anyhow::Result<()> {
     if let Err(why) = Lab::available() {
         anyhow::bail!("the lab cannot run here: {why}");
     }
     std::fs::create_dir_all(&dir)?;
-    let spec = LabSpec {
-        members,
-        plain_hosts,
-        version,
-        bastions,
-        enable_v2,
-        ..LabSpec::default()
-    };
     let lab = Lab::start(&spec)?;
     lab.write_inventory(&dir.join("inventory.yml"))?;
+    if hosts_only {
+        lab.write_hosts_only_inventory(&dir.join("hosts.yml"))?;
+    }
     lab.save(&dir.join("lab.json"))?;
     for h in lab
         .members
