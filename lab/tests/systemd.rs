@@ -329,3 +329,22 @@ fn the_debian_layout_refuses_other_versions() {
         assert!(err.contains("3.4.23") && err.contains("3.5.1"), "{err}");
     }
 }
+
+#[test]
+fn a_panic_still_tears_the_containers_down() {
+    let spec = LabSpec {
+        systemd: Some(Layout::PlainUnit),
+        members: 1,
+        ..LabSpec::default()
+    };
+    let Some(lab) = systemd_lab(spec) else {
+        return;
+    };
+    let m = made(&lab);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _lab = lab;
+        panic!("deliberate");
+    }));
+    assert!(result.is_err());
+    assert_nothing_left(&m);
+}
