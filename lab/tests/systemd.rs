@@ -18,9 +18,7 @@ fn systemd_lab(spec: LabSpec) -> Option<Lab> {
         if std::env::var_os("ETCDROLL_REQUIRE_LAB").is_some() {
             panic!("systemd hosts cannot run here: {why}");
         }
-        eprintln!(
-            "\n!!!!! SKIPPED: systemd hosts cannot run here: {why} (run scripts/prepare) !!!!!\n"
-        );
+        eprintln!("\n!!!!! SKIPPED: systemd hosts cannot run here: {why} !!!!!\n");
         return None;
     }
     let t0 = Instant::now();
