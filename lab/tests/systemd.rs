@@ -18,9 +18,7 @@ fn systemd_lab(spec: LabSpec) -> Option<Lab> {
         if std::env::var_os("ETCDROLL_REQUIRE_LAB").is_some() {
             panic!("systemd hosts cannot run here: {why}");
         }
-        eprintln!(
-            "\n!!!!! SKIPPED: systemd hosts cannot run here: {why} (run scripts/prepare) !!!!!\n"
-        );
+        eprintln!("\n!!!!! SKIPPED: systemd hosts cannot run here: {why} !!!!!\n");
         return None;
     }
     let t0 = Instant::now();
@@ -328,4 +326,23 @@ fn the_debian_layout_refuses_other_versions() {
     if systemd::available().is_ok() {
         assert!(err.contains("3.4.23") && err.contains("3.5.1"), "{err}");
     }
+}
+
+#[test]
+fn a_panic_still_tears_the_containers_down() {
+    let spec = LabSpec {
+        systemd: Some(Layout::PlainUnit),
+        members: 1,
+        ..LabSpec::default()
+    };
+    let Some(lab) = systemd_lab(spec) else {
+        return;
+    };
+    let m = made(&lab);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _lab = lab;
+        panic!("deliberate");
+    }));
+    assert!(result.is_err());
+    assert_nothing_left(&m);
 }
