@@ -14,9 +14,11 @@ use crate::upgrade::{self, HostLink};
 /// Load the inventory and open one session per host (all at once). None when the
 /// inventory is unusable (already reported).
 pub(super) async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
-    connect_hosts(common, false, |_| Ok::<(), std::convert::Infallible>(()))
-        .await
-        .map(|(ui, emit, links, ())| (ui, emit, links))
+    connect_hosts(common, Discover::No, |_| {
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .await
+    .map(|(ui, emit, links, ())| (ui, emit, links))
 }
 
 /// `connect`, then each member describes itself (`upgrade::discover_all`): for
@@ -33,7 +35,7 @@ pub(super) async fn connect_with<T, E: std::fmt::Display>(
     common: &Common,
     prepare: impl FnOnce(&[inventory::Host]) -> Result<T, E>,
 ) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>, T)> {
-    connect_hosts(common, true, prepare).await
+    connect_hosts(common, Discover::Shown, prepare).await
 }
 
 /// Load the inventory with `-e`, `--group` and `--limit`, its warnings on
@@ -68,7 +70,7 @@ pub(super) fn load_inventory(common: &Common, ui: &Ui) -> Option<inventory::Inve
 
 async fn connect_hosts<T, E: std::fmt::Display>(
     common: &Common,
-    discover: bool,
+    discover: Discover,
     prepare: impl FnOnce(&[inventory::Host]) -> Result<T, E>,
 ) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>, T)> {
     let ui = Ui::new(common.output);
@@ -90,9 +92,9 @@ async fn connect_hosts<T, E: std::fmt::Display>(
     let emit = ui.emitter();
     let connector = Arc::new(Connector::new(common.ssh_options()));
     let mut links = upgrade::connect_all(connector, &inv.hosts, &reach).await;
-    if discover {
+    if discover != Discover::No {
         let found = upgrade::discover_all(&mut links, common.command_timeout).await;
-        if !found.is_empty() {
+        if !found.is_empty() && (discover == Discover::Shown || ui.is_json()) {
             emit(Event::Discovered {
                 hosts: found
                     .into_iter()
