@@ -22,11 +22,23 @@ pub(super) async fn connect(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<Ho
 }
 
 /// `connect`, then each member describes itself (`upgrade::discover_all`): for
-/// the commands that work on etcd members.
+/// the commands that work on etcd members. What was found is shown by `check`
+/// and `upgrade` (`connect_with`); here only the JSON stream carries it, so
+/// `status` stays a table.
 pub(super) async fn connect_members(common: &Common) -> Option<(Arc<Ui>, Emitter, Vec<HostLink>)> {
-    connect_with(common, |_| Ok::<(), std::convert::Infallible>(()))
-        .await
-        .map(|(ui, emit, links, ())| (ui, emit, links))
+    connect_hosts(common, Discover::Quietly, |_| {
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .await
+    .map(|(ui, emit, links, ())| (ui, emit, links))
+}
+
+/// Whether the members describe themselves, and whether the terminal is told.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Discover {
+    No,
+    Quietly,
+    Shown,
 }
 
 /// Loads the inventory, runs `prepare` on its hosts (a refusal there is a usage
