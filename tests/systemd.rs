@@ -456,3 +456,90 @@ fn units_that_would_not_run_the_swapped_binary_are_refused_before_any_change() {
         assert_eq!(sh(&lab, m, "systemctl is-active etcd"), "active");
     }
 }
+
+#[test]
+fn a_binary_that_never_says_ready_is_bounded_by_the_health_timeout_and_rolled_back() {
+    let lab = systemd_lab(Layout::PlainUnit);
+    let s = Scratch::new();
+    let inv = hosts_only(&lab, &s);
+    put_keys(&lab);
+    assert_eq!(
+        sh(&lab, &lab.members[0], "systemctl show -p Type --value etcd"),
+        "notify"
+    );
+    // It runs but never sends READY=1: `systemctl start` would wait for
+    // TimeoutStartSec (90 s) without etcdroll's bound.
+    let bin = never_healthy_binary(&s, &newest_debian_35());
+    let started = std::time::Instant::now();
+    let out = etcdroll(
+        s.dir.path(),
+        &[
+            "upgrade",
+            "-i",
+            &inv,
+            "--binary",
+            &bin,
+            "--yes",
+            "--output",
+            "json",
+            "--health-timeout",
+            "5s",
+        ],
+    );
+    let t = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{t}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}: {t}",
+        started.elapsed()
+    );
+    let evs = events(&out);
+    assert!(
+        of_kind(&evs, "upgrade_summary")[0]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["state"] == "rolled_back"),
+        "{t}"
+    );
+    for m in &lab.members {
+        assert_eq!(version_at(m, "/usr/local/bin/etcd"), "3.4.23", "{}", m.name);
+        assert_eq!(
+            sh(&lab, m, "systemctl is-active etcd"),
+            "active",
+            "{}",
+            m.name
+        );
+    }
+    lab.wait_cluster_healthy(std::time::Duration::from_secs(30))
+        .expect("healthy on the old version");
+    assert_keys(&lab);
+}
+
+#[test]
+fn kubespray_etcd_events_sharing_the_binary_is_refused_by_name() {
+    let lab = lab(LabSpec {
+        systemd: Some(Layout::Kubespray),
+        etcd_events: true,
+        ..Default::default()
+    })
+    .expect("lab");
+    let s = Scratch::new();
+    let inv = hosts_only(&lab, &s);
+    let bin = etcd_bin(&newest_debian_35(), "etcd");
+    let out = etcdroll(s.dir.path(), &["check", "-i", &inv, "--binary", &bin]);
+    let t = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("etcd-events.service (pid")
+            && t.contains("runs the same binary /usr/local/bin/etcd"),
+        "{t}"
+    );
+    for m in &lab.members {
+        assert!(
+            !m.outside(Path::new("/usr/local/bin/etcd.new")).exists(),
+            "{}",
+            m.name
+        );
+    }
+}

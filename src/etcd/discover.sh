@@ -56,7 +56,9 @@ if [ -n "$real" ]; then
     e=$(readlink "$p/exe" 2>/dev/null) || continue
     case $e in
       "$real" | "$real (deleted)" | "$real.old" | "$real.old (deleted)")
-        u=$(sed -n -e 's|^[0-9]*:name=systemd:.*/||p' -e 's|^0::.*/||p' "$p/cgroup" 2>/dev/null | head -n 1)
+        # Its unit: the last part of any hierarchy's path that names one
+        # (cgroup v1's name=systemd line may be just "/" inside a container).
+        u=$(sed -n 's|^.*/\([^/]*\.service\)$|\1|p' "$p/cgroup" 2>/dev/null | head -n 1)
         echo "shared=$q$TAB$u"
         ;;
     esac
