@@ -198,6 +198,58 @@ fn kubespray_hosts_only_inventory_upgrades_to_the_newest_debian_35() {
     assert_eq!(rows, 3, "{}", text(&out));
     let out = etcdroll(s.dir.path(), &["backup", "-i", &inv, "--output", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // kubespray's own sample inventory, as it is, with only its hosts pointed at
+    // the lab and the lab's key in a group_vars file of its own.
+    let sample = kubespray_sample_for(&lab, &s);
+    let out = etcdroll(s.dir.path(), &["status", "-i", &sample, "--output", "json"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let rows = of_kind(&events(&out), "member_status")
+        .iter()
+        .filter(|r| r["server_version"] == target.as_str() && r["healthy"] == true)
+        .count();
+    assert_eq!(rows, 3, "{t}");
+}
+
+/// tests/fixtures/kubespray-sample copied, node1–3 at the lab's members, and
+/// `group_vars/all/lab.yml` with the lab's user, key and known_hosts.
+fn kubespray_sample_for(lab: &Lab, s: &Scratch) -> String {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let dest = to.join(e.file_name());
+            if e.path().is_dir() {
+                copy(&e.path(), &dest);
+            } else {
+                std::fs::copy(e.path(), &dest).unwrap();
+            }
+        }
+    }
+    let dir = s.path("kubespray-sample");
+    copy(
+        Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/kubespray-sample"
+        )),
+        &dir,
+    );
+    let ini = dir.join("inventory.ini");
+    let mut text = std::fs::read_to_string(&ini).unwrap();
+    for (i, m) in lab.members.iter().enumerate() {
+        text = text.replace(&format!("198.18.0.1{}", i + 1), &m.ip().to_string());
+    }
+    std::fs::write(&ini, text).unwrap();
+    std::fs::write(
+        dir.join("group_vars/all/lab.yml"),
+        format!(
+            "ansible_user: root\nansible_ssh_private_key_file: {}\netcdroll_known_hosts: {}\n",
+            lab.client_key.display(),
+            lab.known_hosts.display()
+        ),
+    )
+    .unwrap();
+    ini.display().to_string()
 }
 
 #[test]
