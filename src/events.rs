@@ -191,6 +191,11 @@ pub enum Event {
     Discovered {
         hosts: Vec<HostDiscovered>,
     },
+    /// A phase of the procedure began (`preflight`, `stage`, `roll`, `finish`, …),
+    /// or a pause between members (`settle 5s`).
+    Phase {
+        phase: String,
+    },
     /// The plan of an upgrade (printed alone by `--dry-run`).
     Plan {
         steps: Vec<String>,

@@ -27,7 +27,7 @@ pub enum OutputFormat {
 }
 
 enum Mode {
-    Bars(Bars),
+    Bars(Box<Bars>),
     Plain,
     Json,
 }
@@ -44,7 +44,7 @@ impl Ui {
             OutputFormat::Auto
                 if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() =>
             {
-                Mode::Bars(Bars::new())
+                Mode::Bars(Box::new(Bars::new()))
             }
             OutputFormat::Auto => Mode::Plain,
         };
@@ -70,7 +70,7 @@ impl Ui {
     /// Stop drawing bars (before printing the final report).
     pub fn finish(&self) {
         if let Mode::Bars(b) = &mut *self.lock() {
-            b.abandon_all();
+            b.detach();
         }
     }
 
@@ -267,6 +267,9 @@ fn report(e: &Event) -> Option<String> {
             }
         }),
         Event::Discovered { hosts } => Some(table::discovered(hosts)),
+        Event::Phase { phase } if phase.starts_with("settle") => {
+            Some(format!("{phase} before the next member"))
+        }
         Event::Warning { host, message } => Some(
             style(format!(
                 "warning: {}{message}",

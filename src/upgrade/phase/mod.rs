@@ -188,6 +188,9 @@ pub async fn run_phases(phases: &[&dyn Phase], run: &mut Run<'_>) -> Outcome {
             (run.emit)(Event::Plan { steps });
         }
         tracing::debug!(target: "etcdroll::phase", phase = phase.name(), "running");
+        (run.emit)(Event::Phase {
+            phase: phase.name().to_string(),
+        });
         match phase.run(run).await {
             Flow::Next => done.push(phase),
             Flow::Stop(outcome) => {

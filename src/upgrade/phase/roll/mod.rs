@@ -151,15 +151,15 @@ impl<'r> Roll<'r> {
             }
             self.emit_cluster().await;
             if !ctx.opts.settle.is_zero() && !remaining.is_empty() {
-                ctx.step(
-                    &self.members[remaining[0]],
-                    Step::Waiting,
-                    Some(format!(
-                        "settling {}",
-                        humantime::format_duration(ctx.opts.settle)
-                    )),
-                );
+                // A pause of the run, not of any one member: which member goes
+                // next is decided after it (the leader goes last).
+                (ctx.emit)(Event::Phase {
+                    phase: format!("settle {}", humantime::format_duration(ctx.opts.settle)),
+                });
                 tokio::time::sleep(ctx.opts.settle).await;
+                (ctx.emit)(Event::Phase {
+                    phase: "roll".into(),
+                });
             }
         }
         RollEnd::Completed
