@@ -18,13 +18,42 @@ use crate::exit;
 
 pub use args::{parse_duration, Common, TargetArgs, Waits};
 
+/// `etcdroll --help`: the commands grouped by what they do to a cluster, on one
+/// screen (clap lists subcommands in one flat list).
+const HELP: &str = "\
+{about}
+
+{usage-heading} {usage}
+
+Change the cluster:
+  upgrade      Rolling upgrade: pre-flight, stage, then one member at a time behind health gates
+  rollback     Return upgraded members to their etcd.old, while the cluster is still mixed
+  backup       An online snapshot of every member into its etcd_backup_dir
+
+Look, change nothing:
+  check        The pre-flight alone: may the upgrade run? (with --binary)
+  status       Every member: version, health, leader, raft index, db size
+  inventory    The hosts as resolved, every setting with its origin; connects to nothing
+
+Hosts and tools:
+  exec         A command on every host at once (Ansible's -m shell)
+  completions  Shell completions for bash, zsh, fish, …
+  man          The manual page (roff)
+
+Options:
+{options}
+
+Every command takes -i INVENTORY and Ansible's -l, -e, -b, -K, -u, -f; see `etcdroll COMMAND --help`.
+";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "etcdroll",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ETCDROLL_GIT_COMMIT"), ")"),
     about = "Rolling upgrades of etcd clusters over SSH",
     long_about = "Rolling upgrades of etcd clusters over SSH, one member at a time, with backups, \
-                  health gates and automatic rollback. Hosts come from an Ansible inventory."
+                  health gates and automatic rollback. Hosts come from an Ansible inventory.",
+    help_template = HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -221,5 +250,26 @@ async fn run(cli: Cli) -> i32 {
         Command::Inventory { common } => commands::inventory(common),
         // Handled in `main` before the runtime starts.
         Command::Completions { .. } | Command::Man => exit::OK,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The grouped help is written by hand: it must name every command, and fit
+    /// a screen.
+    #[test]
+    fn the_help_names_every_command_and_fits_a_screen() {
+        let cmd = <super::Cli as clap::CommandFactory>::command();
+        for sub in cmd.get_subcommands() {
+            let line = format!("\n  {:<12} ", sub.get_name());
+            assert!(
+                super::HELP.contains(&line),
+                "{} missing from HELP",
+                sub.get_name()
+            );
+        }
+        let mut cmd = <super::Cli as clap::CommandFactory>::command();
+        let help = cmd.render_long_help().to_string();
+        assert!(help.lines().count() <= 30, "{help}");
     }
 }
