@@ -89,6 +89,11 @@ pub struct MemberRow {
     pub leader: bool,
     pub raft_index: u64,
     pub db_size: u64,
+    /// Where etcdroll reached it: the SSH address and port, and the client URL
+    /// on the host (`--output wide`).
+    pub address: String,
+    pub client_url: String,
+    pub raft_term: u64,
     /// Why the fields are empty, when the member could not be asked.
     pub error: Option<String>,
 }

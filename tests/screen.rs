@@ -93,4 +93,21 @@ fn the_final_screen_holds_each_host_once_then_the_summary() {
             == 1,
         "{screen}"
     );
+
+    // `status -o wide`, like kubectl's: where each member was reached, and its term.
+    let out = etcdroll(s.dir.path(), &["status", "-i", &inv, "-o", "wide"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let head = t
+        .lines()
+        .find(|l| l.starts_with("HOST"))
+        .unwrap_or_else(|| panic!("{t}"));
+    for col in ["ADDRESS", "CLIENT URL", "TERM", "RAFT INDEX"] {
+        assert!(head.contains(col), "{head}");
+    }
+    for m in &lab.members {
+        assert!(t.contains(&format!("{}:22", m.ip())), "{t}");
+    }
+    let narrow = text(&etcdroll(s.dir.path(), &["status", "-i", &inv]));
+    assert!(!narrow.contains("CLIENT URL"), "{narrow}");
 }

@@ -140,8 +140,9 @@ pub struct Common {
     /// Do not use ssh-agent.
     #[arg(long)]
     pub no_agent: bool,
-    /// Output: bars on a terminal (else plain lines), plain, or JSON lines.
-    #[arg(long, value_enum, default_value = "auto")]
+    /// Output: bars on a terminal (else plain lines), plain, JSON lines, or wide
+    /// (as auto, with more columns in `status`, like kubectl's `-o wide`).
+    #[arg(short = 'o', long, value_enum, default_value = "auto")]
     pub output: OutputFormat,
     /// Limit for TCP connect plus SSH handshake, per host.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]

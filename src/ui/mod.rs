@@ -24,6 +24,15 @@ pub enum OutputFormat {
     Plain,
     /// One JSON object per line (see README, "JSON events").
     Json,
+    /// As auto, with more columns in `status` (SSH address, client URL, raft term).
+    Wide,
+}
+
+/// `--output wide`: read by the tables, which render without a `Ui` at hand.
+static WIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn wide() -> bool {
+    WIDE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 enum Mode {
@@ -38,15 +47,18 @@ pub struct Ui {
 
 impl Ui {
     pub fn new(format: OutputFormat) -> Arc<Ui> {
+        if format == OutputFormat::Wide {
+            WIDE.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mode = match format {
             OutputFormat::Json => Mode::Json,
             OutputFormat::Plain => Mode::Plain,
-            OutputFormat::Auto
+            OutputFormat::Auto | OutputFormat::Wide
                 if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() =>
             {
                 Mode::Bars(Box::new(Bars::new()))
             }
-            OutputFormat::Auto => Mode::Plain,
+            OutputFormat::Auto | OutputFormat::Wide => Mode::Plain,
         };
         Arc::new(Ui {
             mode: Mutex::new(mode),

@@ -61,7 +61,7 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 pub fn members(rows: &[MemberRow]) -> String {
-    let body: Vec<Vec<String>> = rows
+    let mut body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             vec![
@@ -90,21 +90,42 @@ pub fn members(rows: &[MemberRow]) -> String {
             ]
         })
         .collect();
-    render(
-        &[
-            "HOST",
-            "NAME",
-            "ID",
-            "VERSION",
-            "CLUSTER",
-            "HEALTH",
-            "LEADER",
-            "RAFT INDEX",
-            "DB SIZE",
-            "ERROR",
-        ],
-        &body,
-    )
+    let mut heads = vec![
+        "HOST",
+        "NAME",
+        "ID",
+        "VERSION",
+        "CLUSTER",
+        "HEALTH",
+        "LEADER",
+        "RAFT INDEX",
+        "DB SIZE",
+        "ERROR",
+    ];
+    if super::wide() {
+        heads.splice(1..1, ["ADDRESS", "CLIENT URL", "TERM"]);
+        widen(&mut body, rows);
+    }
+    render(&heads, &body)
+}
+
+/// `status --output wide`: the same table with where each member was reached
+/// and its raft term, after the host.
+fn widen(table_rows: &mut [Vec<String>], rows: &[MemberRow]) {
+    for (t, r) in table_rows.iter_mut().zip(rows) {
+        t.splice(
+            1..1,
+            [
+                r.address.clone(),
+                r.client_url.clone(),
+                if r.raft_term > 0 {
+                    r.raft_term.to_string()
+                } else {
+                    String::new()
+                },
+            ],
+        );
+    }
 }
 
 pub fn check_line(r: &CheckRow) -> String {

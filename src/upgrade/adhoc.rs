@@ -173,6 +173,9 @@ async fn member_row(link: &HostLink, limit: Duration) -> MemberRow {
         leader: false,
         raft_index: 0,
         db_size: 0,
+        address: format!("{}:{}", link.host.address, link.host.port.unwrap_or(22)),
+        client_url: link.host.etcd.client_url.clone(),
+        raft_term: 0,
         error: None,
     };
     let mut client = match link.etcd_client(limit).await {
@@ -207,6 +210,7 @@ async fn member_row(link: &HostLink, limit: Duration) -> MemberRow {
             row.leader = s.leader != 0 && s.leader == s.member_id;
             row.raft_index = s.raft_index;
             row.db_size = s.db_size;
+            row.raft_term = s.raft_term;
         }
         Err(e) => {
             row.error.get_or_insert(e.to_string());
