@@ -231,3 +231,61 @@ fn inventory_shows_each_setting_with_its_origin() {
     );
     assert!(t.contains("***") && !t.contains("s3cret-pw"), "{t}");
 }
+
+/// `--list-hosts` on every command that connects: the hosts after `--group`
+/// and `--limit`, as Ansible prints them (or one JSON document), exit 0, and
+/// no host contacted (127.0.0.1 port 1 would refuse: exit 4). Even `upgrade`
+/// needs no binary and asks nothing.
+#[test]
+fn list_hosts_connects_to_nothing() {
+    let s = Scratch::new();
+    let inv = s.path("inv.ini");
+    std::fs::write(
+        &inv,
+        "[etcd_a]\nm0 ansible_host=127.0.0.1 ansible_port=1\nm1 ansible_host=127.0.0.1 ansible_port=1\n\
+         [etcd:children]\netcd_a\n[etcd]\nm2 ansible_host=127.0.0.1 ansible_port=1\n",
+    )
+    .unwrap();
+    let inv = inv.display().to_string();
+    let runs: &[&[&str]] = &[
+        &["status"],
+        &["check"],
+        &["upgrade"],
+        &["rollback"],
+        &["backup"],
+        &["inventory"],
+        &["exec"],
+        &["exec", "--", "true"],
+    ];
+    for cmd in runs {
+        let mut args = vec![cmd[0], "-i", &inv, "-l", "etcd_a:!m1", "--list-hosts"];
+        args.extend(&cmd[1..]);
+        let out = etcdroll(s.dir.path(), &args);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{cmd:?}: {t}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "  hosts (1):\n    m0\n",
+            "{cmd:?}: {t}"
+        );
+    }
+    let out = etcdroll(
+        s.dir.path(),
+        &["status", "-i", &inv, "--list-hosts", "--output", "json"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(v, serde_json::json!({"hosts": ["m2", "m0", "m1"]}), "{t}");
+    // A limit that selects nothing is a usage error naming the groups.
+    let out = etcdroll(
+        s.dir.path(),
+        &["status", "-i", &inv, "-l", "nosuch", "--list-hosts"],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("selects no host") && t.contains("etcd, etcd_a"),
+        "{t}"
+    );
+}

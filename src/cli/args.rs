@@ -100,9 +100,15 @@ pub struct Common {
     /// key, algorithms, authentication). Never secrets, never in the JSON stream.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only these hosts: names or globs, comma-separated; `!pat` excludes.
+    /// Only these hosts, in Ansible's pattern language: host and group names,
+    /// globs (`*`, `?`, `[..]`), `~REGEX`, `GROUP[0]`/`GROUP[1:2]`, separated by
+    /// `,` or `:`; `!PAT` excludes, `&PAT` intersects, `@FILE` reads one a line.
     #[arg(short = 'l', long, value_name = "PATTERN")]
     pub limit: Option<String>,
+    /// Print the hosts the command would act on (after --group and --limit), as
+    /// `ansible --list-hosts` does, and exit: connects to nothing.
+    #[arg(long)]
+    pub list_hosts: bool,
     /// Variables above every host and group variable, as in Ansible: KEY=VALUE
     /// (several in one, space-separated), @FILE (YAML or JSON), or a JSON
     /// mapping (repeatable; a later one wins).

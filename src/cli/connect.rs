@@ -80,6 +80,25 @@ pub(super) fn load_inventory(common: &Common, ui: &Ui) -> Option<inventory::Inve
     Some(inv)
 }
 
+/// `--list-hosts`: the hosts a command would act on, as `ansible --list-hosts`
+/// prints them (JSON: `{"hosts": [...]}`), and nothing connected.
+pub(super) fn list_hosts(common: &Common) -> i32 {
+    let ui = Ui::new(common.output);
+    let Some(inv) = load_inventory(common, &ui) else {
+        return crate::exit::USAGE;
+    };
+    let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+    if ui.is_json() {
+        println!("{}", serde_json::json!({ "hosts": names }));
+    } else {
+        println!("  hosts ({}):", names.len());
+        for n in names {
+            println!("    {n}");
+        }
+    }
+    crate::exit::OK
+}
+
 async fn connect_hosts<T, E: std::fmt::Display>(
     common: &Common,
     discover: Discover,

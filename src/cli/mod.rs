@@ -71,7 +71,11 @@ pub enum Command {
         privileged: bool,
         /// The command: one argument is a shell command line; several are a program
         /// and its arguments, passed through unchanged.
-        #[arg(last = true, required = true, value_name = "CMD")]
+        #[arg(
+            last = true,
+            required_unless_present = "list_hosts",
+            value_name = "CMD"
+        )]
         command: Vec<String>,
     },
     /// Show every member: version, health, leader, raft index, db size.
@@ -147,7 +151,7 @@ pub enum Command {
 }
 
 impl Command {
-    fn verbosity(&self) -> u8 {
+    fn common(&self) -> Option<&Common> {
         match self {
             Command::Exec { common, .. }
             | Command::Status { common }
@@ -155,9 +159,13 @@ impl Command {
             | Command::Upgrade { common, .. }
             | Command::Rollback { common, .. }
             | Command::Backup { common, .. }
-            | Command::Inventory { common } => common.verbose,
-            Command::Completions { .. } | Command::Man => 0,
+            | Command::Inventory { common } => Some(common),
+            Command::Completions { .. } | Command::Man => None,
         }
+    }
+
+    fn verbosity(&self) -> u8 {
+        self.common().map_or(0, |c| c.verbose)
     }
 }
 
@@ -224,6 +232,9 @@ pub fn main() -> i32 {
 }
 
 async fn run(cli: Cli) -> i32 {
+    if let Some(common) = cli.command.common().filter(|c| c.list_hosts) {
+        return connect::list_hosts(common);
+    }
     match cli.command {
         Command::Exec {
             common,

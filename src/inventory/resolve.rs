@@ -37,6 +37,21 @@ pub(super) fn resolve(
             }
         }
     }
+    // `all` is a group whether or not the inventory writes it, as in Ansible.
+    if !groups.contains_key("all") {
+        order.insert(0, "all".to_string());
+        groups.insert(
+            "all".to_string(),
+            RawGroup {
+                name: "all".to_string(),
+                loc: Location {
+                    file: path.to_path_buf(),
+                    ..Location::default()
+                },
+                ..RawGroup::default()
+            },
+        );
+    }
     // Parents of each group, and cycle check.
     let mut parents: HashMap<String, Vec<String>> = HashMap::new();
     for name in &order {
@@ -84,7 +99,13 @@ pub(super) fn resolve(
     let _ = selected;
     // Hosts of the selected group (and its descendants), first-seen order.
     let mut host_names: Vec<(String, Location)> = Vec::new();
-    collect_hosts(opts.group, &groups, &mut host_names, &mut HashSet::new());
+    collect_hosts(
+        opts.group,
+        &groups,
+        &order,
+        &mut host_names,
+        &mut HashSet::new(),
+    );
     if host_names.is_empty() {
         return Err(InventoryError::At {
             location: groups[opts.group].loc.clone(),
@@ -92,13 +113,30 @@ pub(super) fn resolve(
         });
     }
     // Which groups contain each host (directly or through children).
+    // And the hosts of each group, for --limit.
     let mut member_of: HashMap<String, Vec<String>> = HashMap::new();
+    let mut group_hosts: Vec<(String, Vec<String>)> = Vec::new();
     for name in &order {
         let mut hs = Vec::new();
-        collect_hosts(name, &groups, &mut hs, &mut HashSet::new());
-        for (h, _) in hs {
-            member_of.entry(h).or_default().push(name.clone());
+        collect_hosts(name, &groups, &order, &mut hs, &mut HashSet::new());
+        for (h, _) in &hs {
+            member_of.entry(h.clone()).or_default().push(name.clone());
         }
+        group_hosts.push((name.clone(), hs.into_iter().map(|(h, _)| h).collect()));
+    }
+    // `ungrouped`, as Ansible reconciles it: the hosts in no other group.
+    let ungrouped: Vec<String> = group_hosts
+        .iter()
+        .find(|(g, _)| g == "all")
+        .map(|(_, hs)| hs.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|h| member_of[*h].iter().all(|g| g == "all" || g == "ungrouped"))
+        .cloned()
+        .collect();
+    match group_hosts.iter_mut().find(|(g, _)| g == "ungrouped") {
+        Some((_, hs)) => *hs = ungrouped,
+        None => group_hosts.push(("ungrouped".to_string(), ungrouped)),
     }
     let mut hosts = Vec::new();
     let mut notes: Vec<String> = Vec::new();
@@ -165,9 +203,11 @@ pub(super) fn resolve(
         )?);
     }
     if let Some(limit) = opts.limit {
-        hosts = apply_limit(hosts, limit).map_err(|message| InventoryError::File {
-            path: path.to_path_buf(),
-            message,
+        hosts = apply_limit(hosts, limit, opts.group, &group_hosts).map_err(|message| {
+            InventoryError::File {
+                path: path.to_path_buf(),
+                message,
+            }
         })?;
     }
     if let Some(dirs) = vars_dirs {
@@ -227,9 +267,12 @@ fn group_depth(
         .unwrap_or(0)
 }
 
+/// The hosts of a group, then of its children (depth first), each once; `all`
+/// has every group's, in the order the groups were written.
 fn collect_hosts(
     name: &str,
     groups: &HashMap<String, RawGroup>,
+    order: &[String],
     out: &mut Vec<(String, Location)>,
     seen: &mut HashSet<String>,
 ) {
@@ -243,11 +286,11 @@ fn collect_hosts(
         }
     }
     for (c, _) in &g.children {
-        collect_hosts(c, groups, out, seen);
+        collect_hosts(c, groups, order, out, seen);
     }
     if name == "all" {
-        for other in groups.keys() {
-            collect_hosts(other, groups, out, seen);
+        for other in order {
+            collect_hosts(other, groups, order, out, seen);
         }
     }
 }
