@@ -170,6 +170,7 @@ fn agree(bin: &Path, what: &str, source: &Path, extra: &[&str]) -> usize {
             group: "etcd",
             limit: None,
             extra_vars: Some(&extra_vars),
+            via_ansible: false,
         },
     )
     .unwrap_or_else(|e| panic!("{what}: etcdroll: {e}"));
