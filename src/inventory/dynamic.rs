@@ -263,10 +263,23 @@ fn at(label: &Path, message: String) -> InventoryError {
 }
 
 fn location(label: &Path) -> Location {
-    Location {
-        file: label.to_path_buf(),
-        line: 0,
-        column: 0,
+    Location::program_output(label)
+}
+
+impl Location {
+    /// A value a program printed (`SCRIPT --list`): no line to name, shown as
+    /// the label alone; told from an `-e @FILE` value (also line 0) by its
+    /// column.
+    fn program_output(label: &Path) -> Location {
+        Location {
+            file: label.to_path_buf(),
+            line: 0,
+            column: usize::MAX,
+        }
+    }
+
+    pub(super) fn is_program_output(&self) -> bool {
+        self.line == 0 && self.column == usize::MAX
     }
 }
 

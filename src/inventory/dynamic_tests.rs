@@ -182,9 +182,9 @@ fn bad_json_is_an_error_naming_the_script() {
 #[test]
 fn a_script_that_hangs_is_killed_and_named() {
     let dir = tempfile::tempdir().unwrap();
-    let script = script_at(&dir.path().join("slow.sh"), "sleep 30\n");
+    let slow = script_at(&dir.path().join("slow.sh"), "sleep 30\n");
     let started = std::time::Instant::now();
-    let e = script(&script, Duration::from_millis(300)).unwrap_err();
+    let e = script(&slow, Duration::from_millis(300)).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(10));
     let e = e.to_string();
     assert!(e.contains("slow.sh --list did not finish within"), "{e}");
