@@ -293,10 +293,26 @@ fn vars_of(label: &Path, what: &str, v: &serde_json::Value) -> Result<Vec<RawVar
     Ok(m.iter()
         .map(|(k, v)| RawVar {
             key: k.clone(),
-            value: Value::of_json(v),
+            value: value_of(v),
             loc: location(label),
         })
         .collect())
+}
+
+/// A value as Ansible prints it: ansible-core 2.19 wraps a templated one in
+/// `{"__ansible_unsafe": "..."}` and an encrypted one in `{"__ansible_vault": ...}`.
+fn value_of(v: &serde_json::Value) -> Value {
+    if let serde_json::Value::Object(m) = v {
+        if m.len() == 1 {
+            if let Some(serde_json::Value::String(s)) = m.get("__ansible_unsafe") {
+                return Value::of_json(&serde_json::Value::String(s.clone()));
+            }
+            if m.contains_key("__ansible_vault") {
+                return Value::Vault;
+            }
+        }
+    }
+    Value::of_json(v)
 }
 
 fn names_of(
