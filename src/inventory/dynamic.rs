@@ -70,7 +70,7 @@ pub(super) fn script(path: &Path, timeout: Duration) -> Result<RawInventory, Inv
         let mut cmd = Command::new(&program);
         cmd.args(arg).current_dir(&dir);
         let what = format!("{} {}", path.display(), arg.join(" "));
-        run_bounded(cmd, &what, timeout).map_err(|message| InventoryError::File {
+        run_bounded(cmd, timeout).map_err(|message| InventoryError::File {
             path: PathBuf::from(&what),
             message,
         })
@@ -133,7 +133,7 @@ pub(super) fn via_ansible(path: &Path) -> Result<RawInventory, InventoryError> {
         path: path.to_path_buf(),
         message,
     };
-    let out = match run_bounded(cmd, &what, ANSIBLE_TIMEOUT) {
+    let out = match run_bounded(cmd, ANSIBLE_TIMEOUT) {
         Ok(out) => out,
         Err(message) if message == NOT_FOUND => {
             return Err(file_error(format!(
@@ -150,7 +150,7 @@ pub(super) fn via_ansible(path: &Path) -> Result<RawInventory, InventoryError> {
                 ANSIBLE_INVENTORY_ENV,
             )))
         }
-        Err(message) => return Err(file_error(message)),
+        Err(message) => return Err(file_error(format!("{what} {message}"))),
     };
     // Where values come from: this inventory, as ansible-inventory read it. The
     // label's parent is the inventory's directory, which relative local paths
@@ -166,8 +166,9 @@ pub(super) fn via_ansible(path: &Path) -> Result<RawInventory, InventoryError> {
 const NOT_FOUND: &str = "\0not found";
 
 /// Runs a program with stdin closed, bounded by `timeout`; its stdout, or why
-/// not: the exit status (or the timeout) and the last lines of its stderr.
-fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+/// not (to follow its name): the exit status (or the timeout) and the last
+/// lines of its stderr.
+fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Vec<u8>, String> {
     use std::os::unix::process::CommandExt;
     // Its own process group, so a timeout kills what it started too.
     cmd.stdin(Stdio::null())
@@ -185,7 +186,7 @@ fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Result<Vec<u8
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err(e) => return Err(format!("cannot run {what}: {e}")),
+            Err(e) => return Err(format!("could not be started: {e}")),
         }
     };
     let mut stdout = child.stdout.take().expect("piped");
@@ -214,7 +215,7 @@ fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Result<Vec<u8
                 break None;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("{what}: cannot wait for it: {e}")),
+            Err(e) => return Err(format!("could not be waited for: {e}")),
         }
     };
     // A grandchild holding the pipes open must not hang us after a timeout:
@@ -231,7 +232,7 @@ fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Result<Vec<u8
     };
     match status {
         None => Err(format!(
-            "{what} did not finish within {}s (killed)",
+            "did not finish within {}s (killed)",
             timeout.as_secs()
         )),
         Some(status) => {
@@ -240,7 +241,7 @@ fn run_bounded(mut cmd: Command, what: &str, timeout: Duration) -> Result<Vec<u8
             if status.success() {
                 Ok(out)
             } else {
-                Err(format!("{what} failed ({status}){}", said(err)))
+                Err(format!("failed ({status}){}", said(err)))
             }
         }
     }

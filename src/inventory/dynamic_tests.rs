@@ -187,7 +187,7 @@ fn a_script_that_hangs_is_killed_and_named() {
     let e = script(&slow, Duration::from_millis(300)).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(10));
     let e = e.to_string();
-    assert!(e.contains("slow.sh --list did not finish within"), "{e}");
+    assert!(e.contains("slow.sh --list: did not finish within"), "{e}");
 }
 
 #[test]
