@@ -156,6 +156,10 @@ fn ansible_value(key: &str, v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
+        // ansible-core 2.19 marks a templated value so (a plugin's).
+        Value::Object(m) if m.len() == 1 && m["__ansible_unsafe"].is_string() => {
+            ansible_value(key, &m["__ansible_unsafe"])
+        }
         other => panic!("{key}: Ansible has {other}, which etcdroll does not read"),
     }
 }
@@ -170,6 +174,7 @@ fn agree(bin: &Path, what: &str, source: &Path, extra: &[&str]) -> usize {
             group: "etcd",
             limit: None,
             extra_vars: Some(&extra_vars),
+            via_ansible: false,
         },
     )
     .unwrap_or_else(|e| panic!("{what}: etcdroll: {e}"));
@@ -370,4 +375,97 @@ fn limit_patterns_select_what_ansible_selects() {
         agreed += 1;
     }
     assert_eq!(agreed, cases.len());
+
+/// Dynamic inventories, against `ansible-inventory --list` on the same source:
+/// an inventory script (etcdroll runs it itself), and inventory plugin configs
+/// (etcdroll runs ansible-inventory, the one in target/ansible here, named by
+/// ETCDROLL_ANSIBLE_INVENTORY): `generator` alone, and `constructed` over a
+/// static file in an inventory directory. group_vars/ and host_vars/ beside
+/// each apply in both.
+#[test]
+fn etcdroll_resolves_dynamic_inventories_as_ansible_does() {
+    let Some(bin) = ansible_inventory() else {
+        return;
+    };
+    // Every test here that loads a plugin config names the same program.
+    std::env::set_var("ETCDROLL_ANSIBLE_INVENTORY", &bin);
+    let dynamic = fixture("dynamic");
+    let cases: &[(&str, PathBuf, &[&str])] = &[
+        ("inventory script", dynamic.join("script/inventory.sh"), &[]),
+        (
+            "inventory script with -e",
+            dynamic.join("script/inventory.sh"),
+            &["ansible_port=2999"],
+        ),
+        (
+            "generator plugin config",
+            dynamic.join("generator/inventory.yml"),
+            &[],
+        ),
+        (
+            "constructed plugin over a static file",
+            dynamic.join("constructed"),
+            &[],
+        ),
+    ];
+    for (what, source, extra) in cases {
+        let n = agree(&bin, what, source, extra);
+        eprintln!("{what}: {n} values agree with ansible-inventory");
+        assert!(n > 0, "{what}: nothing compared");
+    }
+    // And what they say where each value came from.
+    let inv = load(
+        &dynamic.join("script/inventory.sh"),
+        &LoadOptions {
+            group: "etcd",
+            limit: None,
+            extra_vars: None,
+            via_ansible: false,
+        },
+    )
+    .unwrap();
+    let etcd1 = &inv.hosts[0];
+    assert!(
+        etcd1.origins["ansible_host"].ends_with("script/inventory.sh --list"),
+        "{:?}",
+        etcd1.origins
+    );
+    assert!(
+        etcd1.etcd.origins["etcd_data_dir"].contains("script/group_vars/etcd.yml:2:"),
+        "{:?}",
+        etcd1.etcd.origins
+    );
+    // A static inventory forced through Ansible resolves the same.
+    let forced = load(
+        &fixture("precedence/inventory.ini"),
+        &LoadOptions {
+            group: "etcd",
+            limit: None,
+            extra_vars: None,
+            via_ansible: true,
+        },
+    )
+    .unwrap();
+    let plain = load(
+        &fixture("precedence/inventory.ini"),
+        &LoadOptions {
+            group: "etcd",
+            limit: None,
+            extra_vars: None,
+            via_ansible: false,
+        },
+    )
+    .unwrap();
+    let strip = |hs: &[Host]| -> Vec<Host> {
+        hs.iter()
+            .map(|h| {
+                let mut h = h.clone();
+                h.origins.clear();
+                h.etcd.origins.clear();
+                h.location = Default::default();
+                h
+            })
+            .collect()
+    };
+    assert_eq!(strip(&forced.hosts), strip(&plain.hosts));
 }

@@ -20,6 +20,7 @@ fn example_inventories_parse() {
                 group: "etcd",
                 limit: None,
                 extra_vars: None,
+                via_ansible: false,
             },
         )
         .unwrap_or_else(|e| panic!("{file}: {e}"));

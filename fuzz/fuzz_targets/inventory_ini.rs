@@ -8,6 +8,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = parse_str(text, Path::new("fuzz.ini"), &LoadOptions { group: "etcd", limit: None, extra_vars: None });
+        let _ = parse_str(text, Path::new("fuzz.ini"), &LoadOptions { group: "etcd", limit: None, extra_vars: None, via_ansible: false });
     }
 });

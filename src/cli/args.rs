@@ -95,6 +95,11 @@ pub struct Common {
     /// Inventory group holding the etcd members.
     #[arg(long, default_value = "etcd")]
     pub group: String,
+    /// Read the inventory with Ansible's own `ansible-inventory --list` (from
+    /// PATH, or ETCDROLL_ANSIBLE_INVENTORY), as a plugin config (`plugin:`)
+    /// always is: for inventories only Ansible understands.
+    #[arg(long)]
+    pub inventory_via_ansible: bool,
     /// More detail on stderr: -v each remote command with its duration and exit
     /// status, -vv also each HTTP request to etcd, -vvv also the SSH layer (host
     /// key, algorithms, authentication). Never secrets, never in the JSON stream.

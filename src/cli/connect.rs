@@ -66,6 +66,7 @@ pub(super) fn load_inventory(common: &Common, ui: &Ui) -> Option<inventory::Inve
             group: &common.group,
             limit: common.limit.as_deref(),
             extra_vars: Some(&extra_vars),
+            via_ansible: common.inventory_via_ansible,
         },
     ) {
         Ok(inv) => inv,

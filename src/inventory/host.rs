@@ -134,9 +134,9 @@ const CONNECTION_VARS: &[&str] = &[
 ];
 
 /// Where a variable was set, as `etcdroll inventory` would show it:
-/// `FILE:LINE:COL`, `-e`, or `-e @FILE`.
+/// `FILE:LINE:COL`, `-e`, `-e @FILE`, or a dynamic inventory's `SCRIPT --list`.
 pub(super) fn origin(v: &RawVar) -> String {
-    if v.loc.line > 0 {
+    if v.loc.line > 0 || v.loc.is_program_output() {
         v.loc.to_string()
     } else if v.loc.file == Path::new("-e") {
         "-e".to_string()

@@ -6,6 +6,7 @@
 
 mod describe;
 pub use describe::{describe, Setting};
+mod dynamic;
 mod extra;
 pub use extra::ExtraVars;
 mod host;
@@ -122,6 +123,8 @@ pub struct LoadOptions<'a> {
     pub limit: Option<&'a str>,
     /// `-e`: above every host and group variable.
     pub extra_vars: Option<&'a ExtraVars>,
+    /// `--inventory-via-ansible`: whatever `-i` is, `ansible-inventory` reads it.
+    pub via_ansible: bool,
 }
 
 /// Reads an inventory file, or a directory of them, with the `group_vars/` and
@@ -141,17 +144,29 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Inventory, InventoryError
                 message: "an inventory directory with no inventory file in it".to_string(),
             });
         }
-        let mut raw = RawInventory::default();
-        for source in sources {
-            raw.groups.extend(parse_source(&source)?.groups);
-        }
+        // A plugin config may build on the sources before it (`constructed`):
+        // only Ansible can read such a directory.
+        let raw = if opts.via_ansible || sources.iter().any(|s| dynamic::is_plugin_config(s)) {
+            dynamic::via_ansible(path)?
+        } else {
+            let mut raw = RawInventory::default();
+            for source in sources {
+                raw.groups.extend(parse_source(&source)?.groups);
+            }
+            raw
+        };
         (raw, path.to_path_buf())
     } else {
         let base = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        (parse_source(path)?, base)
+        let raw = if opts.via_ansible || dynamic::is_plugin_config(path) {
+            dynamic::via_ansible(path)?
+        } else {
+            parse_source(path)?
+        };
+        (raw, base)
     };
     let mut dirs = vars_dirs::VarsDirs::new(&base);
     resolve::resolve(raw, path, Some(&mut dirs), opts)
@@ -190,6 +205,9 @@ fn dir_sources(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 fn parse_source(path: &Path) -> Result<RawInventory, InventoryError> {
+    if dynamic::is_script(path) {
+        return dynamic::script(path, dynamic::SCRIPT_TIMEOUT);
+    }
     let bytes = std::fs::read(path).map_err(|source| InventoryError::Io {
         path: path.to_path_buf(),
         source,
@@ -200,9 +218,8 @@ fn parse_source(path: &Path) -> Result<RawInventory, InventoryError> {
     };
     if bytes.starts_with(b"#!") {
         return Err(file_error(
-            "an inventory script: etcdroll does not run dynamic inventories \
-             (save its output with ansible-inventory -i SCRIPT --list --yaml > inventory.yml, \
-             or move it out of the inventory directory)",
+            "an inventory script without an execute bit: `chmod +x` it to have etcdroll \
+             run it as Ansible would (with --list), or move it out of the inventory directory",
         ));
     }
     if path.extension().is_some_and(|e| e == "toml") {

@@ -56,6 +56,7 @@ fn opts(group: &str) -> LoadOptions<'_> {
         group,
         limit: None,
         extra_vars: None,
+        via_ansible: false,
     }
 }
 
@@ -186,6 +187,7 @@ fn limits() {
                 group: "etcd",
                 limit: Some(limit),
                 extra_vars: None,
+                via_ansible: false,
             },
         )
     };
@@ -323,6 +325,7 @@ fn with_extra(args: &[&str]) -> Result<Vec<Host>, InventoryError> {
         group: "etcd",
         limit: None,
         extra_vars: Some(&extra),
+        via_ansible: false,
     };
     Ok(strip(parse_str(INI, Path::new("inv.ini"), &opts)?.hosts))
 }

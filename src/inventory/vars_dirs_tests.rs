@@ -25,6 +25,7 @@ fn load_with(path: &Path, extra: &[&str]) -> Result<Inventory, InventoryError> {
             group: "etcd",
             limit: None,
             extra_vars: Some(&extra),
+            via_ansible: false,
         },
     )
 }
@@ -361,6 +362,7 @@ fn parse_str_reads_no_vars_dirs() {
             group: "etcd",
             limit: None,
             extra_vars: None,
+            via_ansible: false,
         },
     )
     .unwrap();
@@ -483,6 +485,7 @@ fn templates_in_variables_etcdroll_reads_are_errors() {
             group: "etcd",
             limit: None,
             extra_vars: None,
+            via_ansible: false,
         },
     )
     .unwrap_err()

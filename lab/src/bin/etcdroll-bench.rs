@@ -381,6 +381,7 @@ fn one_upgrade(kind: &str, new_etcd: &Path, scratch: &Path) -> Result<UpgradeRun
                     group: "etcd",
                     limit: None,
                     extra_vars: None,
+                    via_ansible: false,
                 },
             )?
             .hosts;
@@ -728,6 +729,7 @@ async fn upload_twice(inv: &Path, file: &Path) -> Result<(f64, f64)> {
             group: "hosts",
             limit: None,
             extra_vars: None,
+            via_ansible: false,
         },
     )?;
     let connector = std::sync::Arc::new(Connector::new(SshOptions {
