@@ -375,6 +375,7 @@ fn limit_patterns_select_what_ansible_selects() {
         agreed += 1;
     }
     assert_eq!(agreed, cases.len());
+}
 
 /// Dynamic inventories, against `ansible-inventory --list` on the same source:
 /// an inventory script (etcdroll runs it itself), and inventory plugin configs

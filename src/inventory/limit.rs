@@ -449,6 +449,7 @@ web
                     group,
                     limit: Some(limit),
                     extra_vars: None,
+                    via_ansible: false,
                 },
             );
             let got = match got {
