@@ -205,6 +205,12 @@ fn agree(bin: &Path, what: &str, source: &Path, extra: &[&str]) -> usize {
     compared
 }
 
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("inventory")
+        .join(name)
+}
+
 #[test]
 fn etcdroll_resolves_inventories_as_ansible_does() {
     let Some(bin) = ansible_inventory() else {
@@ -238,6 +244,11 @@ fn etcdroll_resolves_inventories_as_ansible_does() {
             &[],
         ),
         ("inventory directory", fixture("inventory-dir"), &[]),
+        // The examples the README points at.
+        ("example lab.yml", example("lab.yml"), &[]),
+        ("example kubespray.ini", example("kubespray.ini"), &[]),
+        ("example bastion.yml", example("bastion.yml"), &[]),
+        ("example tls-kubeadm.yml", example("tls-kubeadm.yml"), &[]),
     ];
     for (what, source, extra) in cases {
         let n = agree(&bin, what, source, extra);
