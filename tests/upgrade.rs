@@ -562,6 +562,11 @@ fn json_events_follow_the_documented_schema() {
         "summary",
         "upgrade_summary",
         "recap",
+        "phase",
+        "discovered",
+        "hop",
+        "hop_finished",
+        "cluster_finished",
         "run_finished",
     ];
     for e in &evs {
@@ -582,6 +587,7 @@ fn json_events_follow_the_documented_schema() {
                 );
             }
             "check" => assert!(e["problems"].as_array().unwrap().is_empty(), "{e}"),
+            "phase" => assert!(e["phase"].is_string(), "{e}"),
             _ => {}
         }
     }
