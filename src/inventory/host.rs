@@ -37,26 +37,16 @@ const KNOWN_OURS: &[&str] = &[
     "etcdroll_replace_packaged_binary",
 ];
 
-/// The variables that fill `EtcdVars`: where each was set is kept, so that
-/// discovery on the host never overrides one the user wrote.
-const ETCD_SETTINGS: &[&str] = &[
-    "etcd_binary",
-    "etcdctl_binary",
-    "etcdutl_binary",
-    "etcd_data_dir",
-    "etcd_client_url",
-    "etcd_service",
-    "etcd_service_manager",
-    "etcd_start_cmd",
-    "etcd_stop_cmd",
-    "etcd_status_cmd",
-    "etcd_logs_cmd",
-    "etcd_backup_dir",
-    "etcd_cacert",
-    "etcd_cert",
-    "etcd_key",
-    "etcd_member_name",
-];
+/// The variables that fill `EtcdVars` (ours, but not `etcd_cluster`): where
+/// each was set is kept, so that discovery on the host never overrides one the
+/// user wrote.
+fn is_etcd_setting(key: &str) -> bool {
+    KNOWN_OURS.contains(&key)
+        && key != "etcd_cluster"
+        && ["etcd_", "etcdctl_", "etcdutl_"]
+            .iter()
+            .any(|p| key.starts_with(p))
+}
 
 /// kubespray's etcd variables: accepted and ignored, so its inventories work as they are.
 const KUBESPRAY_ETCD_VARS: &[&str] = &[
@@ -354,7 +344,7 @@ pub(super) fn build_host(
     }
     for v in vars.values() {
         let key = v.key.as_str();
-        if ETCD_SETTINGS.contains(&key) {
+        if is_etcd_setting(key) {
             h.etcd.origins.insert(v.key.clone(), origin(v));
         } else if CONNECTION_VARS.contains(&key) || key.starts_with("etcdroll_") {
             h.origins.insert(v.key.clone(), origin(v));
