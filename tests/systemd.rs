@@ -44,6 +44,9 @@ fn sh(lab: &Lab, host: &LabHost, script: &str) -> String {
 }
 
 fn put_keys(lab: &Lab) {
+    // Under load a freshly booted cluster may not take writes yet.
+    lab.wait_cluster_healthy(std::time::Duration::from_secs(60))
+        .expect("healthy before the keys are written");
     for i in 0..20 {
         lab.etcdctl(
             &lab.members[0],
