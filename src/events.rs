@@ -201,6 +201,14 @@ pub enum Event {
     Phase {
         phase: String,
     },
+    /// A phase ended: its wall time and its sequential round trips to the hosts
+    /// (waits that overlap count once; see `round_trips`), what a far link
+    /// multiplies by its RTT.
+    PhaseFinished {
+        phase: String,
+        round_trips: u64,
+        seconds: f64,
+    },
     /// The plan of an upgrade (printed alone by `--dry-run`).
     Plan {
         steps: Vec<String>,
@@ -247,6 +255,8 @@ pub enum Event {
         /// What the operator can run now (continue, go back, check), as data:
         /// the same commands the message names.
         next: Vec<NextStep>,
+        /// The run's sequential round trips to the hosts, connections included.
+        round_trips: u64,
     },
 }
 

@@ -11,6 +11,7 @@ pub mod exit;
 pub mod inventory;
 pub mod journal;
 pub mod reach;
+pub mod round_trips;
 pub mod secret_env;
 pub mod ssh;
 pub mod ui;

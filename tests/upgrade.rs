@@ -563,6 +563,7 @@ fn json_events_follow_the_documented_schema() {
         "upgrade_summary",
         "recap",
         "phase",
+        "phase_finished",
         "discovered",
         "hop",
         "hop_finished",
@@ -588,6 +589,10 @@ fn json_events_follow_the_documented_schema() {
             }
             "check" => assert!(e["problems"].as_array().unwrap().is_empty(), "{e}"),
             "phase" => assert!(e["phase"].is_string(), "{e}"),
+            "phase_finished" => assert!(
+                e["phase"].is_string() && e["round_trips"].is_u64() && e["seconds"].is_f64(),
+                "{e}"
+            ),
             _ => {}
         }
     }
@@ -595,4 +600,23 @@ fn json_events_follow_the_documented_schema() {
     assert_eq!(last["event"], "run_finished");
     assert_eq!(last["ok"], true);
     assert_eq!(last["exit_code"], 0);
+    // Every phase that began ended with its count, and the phases' rounds are
+    // part of the run's (which adds connecting and discovery).
+    let began: Vec<&str> = of_kind(&evs, "phase")
+        .iter()
+        .filter_map(|e| e["phase"].as_str())
+        .filter(|p| !p.starts_with("settle"))
+        .collect();
+    let finished = of_kind(&evs, "phase_finished");
+    let ended: Vec<&str> = finished
+        .iter()
+        .filter_map(|e| e["phase"].as_str())
+        .collect();
+    assert_eq!(began, ended);
+    let in_phases: u64 = finished
+        .iter()
+        .filter_map(|e| e["round_trips"].as_u64())
+        .sum();
+    let total = last["round_trips"].as_u64().unwrap();
+    assert!(in_phases > 0 && in_phases < total, "{in_phases} of {total}");
 }

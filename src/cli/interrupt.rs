@@ -38,6 +38,7 @@ pub(super) async fn with_interrupts(
                         exit_code: exit::INTERRUPTED,
                         message: Some(ui::hard_stop_message(&recs)),
                         next: Vec::new(),
+                        round_trips: crate::round_trips::so_far(),
                     });
                     return exit::INTERRUPTED;
                 }

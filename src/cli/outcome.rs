@@ -17,6 +17,7 @@ pub(super) fn report(results: Vec<(String, Outcome)>, emit: &Emitter) -> i32 {
             exit_code: code,
             message: Some(outcome.message.clone()),
             next: outcome.next.clone(),
+            round_trips: crate::round_trips::so_far(),
         });
         return code;
     }
@@ -36,6 +37,7 @@ pub(super) fn report(results: Vec<(String, Outcome)>, emit: &Emitter) -> i32 {
         exit_code: code,
         message: Some(lines.join("; ")),
         next: Vec::new(),
+        round_trips: crate::round_trips::so_far(),
     });
     code
 }
@@ -81,7 +83,7 @@ mod tests {
         assert!(
             matches!(
                 seen.as_slice(),
-                [Event::RunFinished { ok: false, exit_code: 130, message: Some(m), next }]
+                [Event::RunFinished { ok: false, exit_code: 130, message: Some(m), next, .. }]
                     if m == "interrupted" && next.len() == 1
             ),
             "{seen:?}"

@@ -83,6 +83,7 @@ impl Connector {
         };
         let limit = self.opts.connect_timeout;
         let connecting = async {
+            let _wait = crate::round_trips::wait_rounds(crate::round_trips::CONNECTION);
             match &via {
                 None => {
                     let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))

@@ -178,6 +178,7 @@ impl Session {
         if input.is_none() {
             if let Ok(mut kept) = self.shell.try_lock() {
                 let run = async {
+                    let _wait = crate::round_trips::wait();
                     let sh = self.kept_shell(&mut kept).await?;
                     sh.run(cmd.as_str(), on_line)
                         .await
@@ -196,6 +197,8 @@ impl Session {
             }
         }
         let run = async {
+            // Opening the channel and the command's answer: two rounds.
+            let _wait = crate::round_trips::wait_rounds(2);
             let mut channel = self
                 .handle
                 .channel_open_session()
@@ -280,6 +283,7 @@ impl Session {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(ExecOutput, u64), SshError> {
         let mut kept = self.shell.lock().await;
+        let _wait = crate::round_trips::wait();
         let sh = self.kept_shell(&mut kept).await?;
         match sh.run_fed(cmd, payload, stall_limit, progress).await {
             Ok(fed) => {
@@ -297,6 +301,7 @@ impl Session {
 
     /// A TCP connection to `host:port` opened by the remote sshd (direct-tcpip).
     pub async fn tunnel(&self, host: &str, port: u16) -> Result<TunnelStream, SshError> {
+        let _wait = crate::round_trips::wait();
         let ch = self
             .handle
             .channel_open_direct_tcpip(host.to_string(), port as u32, "127.0.0.1", 0)

@@ -125,6 +125,7 @@ impl Ui {
             exit_code: crate::exit::USAGE,
             message: Some(message.to_string()),
             next: Vec::new(),
+            round_trips: crate::round_trips::so_far(),
         });
     }
 

@@ -122,6 +122,7 @@ pub fn cluster_emitter(emit: &Emitter, cluster: &str, several: bool) -> Emitter 
             exit_code,
             message,
             next,
+            ..
         } => emit(Event::ClusterFinished {
             cluster: cluster.clone(),
             ok,

@@ -203,13 +203,13 @@ impl Dial for TunnelDial {
                 .map_err(|e| e.detail())?;
             match &self.tls {
                 None => Ok(Box::new(stream) as BoxStream),
-                Some((connector, name)) => connector
-                    .connect(name.clone(), stream)
-                    .await
-                    .map(|s| Box::new(s) as BoxStream)
-                    .map_err(|e| {
-                        format!("TLS handshake with {}:{} failed: {e}", self.host, self.port)
-                    }),
+                Some((connector, name)) => {
+                    // TLS 1.3 with a client certificate: one round (1.2: two).
+                    let _wait = crate::round_trips::wait();
+                    connector.connect(name.clone(), stream).await
+                }
+                .map(|s| Box::new(s) as BoxStream)
+                .map_err(|e| format!("TLS handshake with {}:{} failed: {e}", self.host, self.port)),
             }
         })
     }

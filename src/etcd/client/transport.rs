@@ -76,6 +76,7 @@ impl EtcdClient {
                     reason: e.to_string(),
                 })?;
             let sender = self.connection().await?;
+            let _wait = crate::round_trips::wait();
             let resp = match sender.send_request(req).await {
                 Ok(r) => r,
                 Err(e) => {

@@ -38,7 +38,7 @@ impl Phase for Finish {
                     let mut roll = Roll::enter(run, records.clone(), swap_etcdctl);
                     match roll.wait_cluster_version().await {
                         Ok(cv) => {
-                            roll.emit_cluster().await;
+                            roll.emit_cluster(Some(cv.clone())).await;
                             let cluster = Version::parse(&cv).unwrap_or(version.minor_floor());
                             match roll.endpoint_health(cluster).await {
                                 Ok(()) => Outcome::ok(format!(
@@ -125,16 +125,16 @@ impl Roll<'_> {
             // Every member must have applied it: one that has not yet refuses
             // the new version's calls ("not capable", seen on 3.5), which the
             // final health check would take for a failure.
+            let asks = self
+                .members
+                .iter_mut()
+                .map(|m| async move { m.view.client.as_mut()?.version().await.ok() });
             let mut reached = 0;
-            for m in self.members.iter_mut() {
-                if let Some(c) = m.view.client.as_mut() {
-                    if let Ok(v) = c.version().await {
-                        if Version::parse(&v.cluster).is_some_and(|c| c >= want) {
-                            reached += 1;
-                        }
-                        last = v.cluster;
-                    }
+            for v in join_all(asks).await.into_iter().flatten() {
+                if Version::parse(&v.cluster).is_some_and(|c| c >= want) {
+                    reached += 1;
                 }
+                last = v.cluster;
             }
             if reached == self.members.len() {
                 return Ok(last);

@@ -191,7 +191,14 @@ pub async fn run_phases(phases: &[&dyn Phase], run: &mut Run<'_>) -> Outcome {
         (run.emit)(Event::Phase {
             phase: phase.name().to_string(),
         });
-        match phase.run(run).await {
+        let (rounds_before, started) = (crate::round_trips::so_far(), Instant::now());
+        let flow = phase.run(run).await;
+        (run.emit)(Event::PhaseFinished {
+            phase: phase.name().to_string(),
+            round_trips: crate::round_trips::so_far() - rounds_before,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        match flow {
             Flow::Next => done.push(phase),
             Flow::Stop(outcome) => {
                 end = outcome;

@@ -89,6 +89,7 @@ async fn turn(answers: Vec<ExecOutput>) -> Turn {
                 swap_etcdctl: false,
             },
             cluster_version: Some(Version::new(3, 4, 0)),
+            seen: Default::default(),
         };
         roll.upgrade_member(0).await
     };

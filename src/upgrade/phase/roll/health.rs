@@ -52,7 +52,10 @@ impl Roll<'_> {
             match client.version().await {
                 Ok(v) if Version::parse(&v.server) == Some(version) => {
                     match client.health().await {
-                        Ok(h) if h.healthy => return Ok(()),
+                        Ok(h) if h.healthy => {
+                            self.seen.cluster_version = Some(v.cluster);
+                            return Ok(());
+                        }
                         Ok(h) => last = format!("/health answered {}", h.answer),
                         Err(e) => last = e.to_string(),
                     }
@@ -69,27 +72,34 @@ impl Roll<'_> {
         }
     }
 
-    /// Wait until member `i`'s raft index reaches the leader's (read once now).
+    /// Wait until member `i`'s raft index reaches the leader's. The first round
+    /// asks every member at once, which gives the leader, its index and this
+    /// member's; later rounds ask only this member.
     pub(super) async fn wait_caught_up(&mut self, i: usize) -> Result<(), String> {
         let opts = self.ctx.opts;
         let deadline = Deadline::after(opts.catch_up_timeout, opts.poll_interval);
-        let leader = self.current_leader().await;
-        let target_index = match leader.and_then(|l| self.members[l].client()) {
-            Some(c) => c.status().await.map(|s| s.raft_index).unwrap_or(0),
-            None => 0,
-        };
+        let statuses = self.all_status().await;
+        let leader = self.leader_among(&statuses);
+        self.seen.leader = leader;
+        let target_index = leader
+            .and_then(|l| statuses[l].as_ref())
+            .map_or(0, |s| s.raft_index);
         let host = self.members[i].name().to_string();
         let mut unanswered = None;
+        let mut first = statuses[i].as_ref().map(|s| s.raft_index);
         loop {
-            let idx = match self.members[i].client() {
-                Some(c) => match c.status().await {
-                    Ok(s) => s.raft_index,
-                    Err(e) => {
-                        unanswered = Some(e.to_string());
-                        0
-                    }
+            let idx = match first.take() {
+                Some(idx) => idx,
+                None => match self.members[i].client() {
+                    Some(c) => match c.status().await {
+                        Ok(s) => s.raft_index,
+                        Err(e) => {
+                            unanswered = Some(e.to_string());
+                            0
+                        }
+                    },
+                    None => 0,
                 },
-                None => 0,
             };
             if idx >= target_index {
                 return Ok(());

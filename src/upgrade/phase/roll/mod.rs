@@ -11,10 +11,10 @@ mod undo;
 
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
+use futures::future::{join_all, BoxFuture};
 
 use super::{Flow, Phase, Run};
-use crate::etcd::{EtcdClient, Version};
+use crate::etcd::{EtcdClient, MemberStatus, Version};
 use crate::events::{Emitter, Event, MemberState, Step};
 use crate::upgrade::preflight::MemberView;
 use crate::upgrade::record::{Record, Records};
@@ -91,6 +91,16 @@ pub struct Roll<'r> {
     pub members: Vec<Member<'r>>,
     pub ctx: Ctx<'r>,
     pub cluster_version: Option<Version>,
+    /// What the last gates read, so the next step need not ask again (each
+    /// question is a round trip on a far link): the leader, taken once by the
+    /// next `current_leader`, and the cluster version a member reported.
+    pub seen: Seen,
+}
+
+#[derive(Default)]
+pub struct Seen {
+    pub leader: Option<usize>,
+    pub cluster_version: Option<String>,
 }
 
 impl<'r> Roll<'r> {
@@ -123,6 +133,7 @@ impl<'r> Roll<'r> {
                 swap_etcdctl,
             },
             cluster_version,
+            seen: Seen::default(),
         }
     }
 
@@ -149,7 +160,7 @@ impl<'r> Roll<'r> {
             if let Err(end) = self.upgrade_member(i).await {
                 return end;
             }
-            self.emit_cluster().await;
+            self.emit_cluster_after_gates();
             if !ctx.opts.settle.is_zero() && !remaining.is_empty() {
                 // A pause of the run, not of any one member: which member goes
                 // next is decided after it (the leader goes last).
@@ -165,20 +176,35 @@ impl<'r> Roll<'r> {
         RollEnd::Completed
     }
 
-    /// The index of the member that is leader now (leadership moves during a roll).
+    /// The index of the member that is leader now (leadership moves during a roll):
+    /// the one the gates just saw, or asked of every member at once.
     pub(in crate::upgrade::phase) async fn current_leader(&mut self) -> Option<usize> {
-        let mut leader_id = None;
-        for m in self.members.iter_mut() {
-            if let Some(c) = m.client() {
-                if let Ok(s) = c.status().await {
-                    m.view.id = s.member_id;
-                    m.view.leader_id = s.leader;
-                    leader_id = Some(s.leader);
-                    break;
-                }
-            }
+        if let Some(leader) = self.seen.leader.take() {
+            return Some(leader);
         }
-        let leader_id = leader_id?;
+        let statuses = self.all_status().await;
+        self.leader_among(&statuses)
+    }
+
+    /// Every member's status, asked in parallel (one round), with each member's
+    /// id and the leader it names recorded in its view.
+    pub(in crate::upgrade::phase) async fn all_status(&mut self) -> Vec<Option<MemberStatus>> {
+        let asks = self.members.iter_mut().map(|m| async move {
+            let s = m.client()?.status().await.ok()?;
+            m.view.id = s.member_id;
+            m.view.leader_id = s.leader;
+            Some(s)
+        });
+        join_all(asks).await
+    }
+
+    /// The member the answers name as leader (the first answer that names one).
+    fn leader_among(&self, statuses: &[Option<MemberStatus>]) -> Option<usize> {
+        let leader_id = statuses
+            .iter()
+            .flatten()
+            .map(|s| s.leader)
+            .find(|&l| l != 0)?;
         self.members.iter().position(|m| m.view.id == leader_id)
     }
 
@@ -236,31 +262,49 @@ impl<'r> Roll<'r> {
         }
     }
 
-    /// The cluster's state after a member's turn: version, leader, health.
-    pub async fn emit_cluster(&mut self) {
+    /// The cluster's state after a member's turn, from what its gates just read:
+    /// every member healthy (the last gate), the leader the catch-up gate saw, and
+    /// the cluster version the member reported. Asks nothing.
+    fn emit_cluster_after_gates(&mut self) {
+        let leader = self.seen.leader.map(|l| self.members[l].name().to_string());
+        (self.ctx.emit)(Event::Cluster {
+            name: None,
+            cluster_version: self.seen.cluster_version.clone().unwrap_or_default(),
+            leader,
+            healthy: self.members.len(),
+            members: self.members.len(),
+        });
+    }
+
+    /// The cluster's state: health and leader, each asked of every member at once,
+    /// with the cluster version when the caller knows it.
+    pub async fn emit_cluster(&mut self, cluster_version: Option<String>) {
         let healthy = self
             .all_health()
             .await
             .iter()
             .filter(|(_, h)| matches!(h, Ok(h) if h.healthy))
             .count();
-        let mut cluster_version = String::new();
-        let mut leader = None;
-        for m in self.members.iter_mut() {
-            let name = m.name().to_string();
-            if let Some(c) = m.client() {
-                if cluster_version.is_empty() {
-                    if let Ok(v) = c.version().await {
-                        cluster_version = v.cluster;
+        let statuses = self.all_status().await;
+        let leader = self
+            .leader_among(&statuses)
+            .map(|l| self.members[l].name().to_string());
+        let cluster_version = match cluster_version {
+            Some(v) => v,
+            None => {
+                let mut v = String::new();
+                for m in self.members.iter_mut() {
+                    if let Some(Ok(info)) = match m.client() {
+                        Some(c) => Some(c.version().await),
+                        None => None,
+                    } {
+                        v = info.cluster;
+                        break;
                     }
                 }
-                if let Ok(s) = c.status().await {
-                    if s.leader == s.member_id {
-                        leader = Some(name);
-                    }
-                }
+                v
             }
-        }
+        };
         (self.ctx.emit)(Event::Cluster {
             name: None,
             cluster_version,
