@@ -184,7 +184,7 @@ impl Roll<'_> {
             .and_then(Version::parse);
         let v3_cluster = cluster_version.is_some_and(|c| c >= Version::new(3, 0, 0));
         let snapshot = (v3_cluster && etcdctl_version.is_some_and(|v| v >= Version::new(3, 0, 0)))
-            .then(|| commands::snapshot_save(&vars, &backup_dir));
+            .then(|| commands::turn_snapshot(&vars, &backup_dir));
         m.record.update(|r| r.backup = Some(backup_dir.clone()));
 
         // Downtime: one remote script stops, copies the data dir, swaps, starts.
@@ -209,6 +209,18 @@ impl Roll<'_> {
         let mut t_stop: Option<Instant> = None;
         let record = m.record.clone();
         let mut on_line = |line: &str| {
+            if line.trim() == "@etcdroll backup copied" {
+                (ctx.emit)(Event::Warning {
+                    host: Some(host.clone()),
+                    message: format!(
+                        "its data dir was copied whole while it was stopped, so its downtime grew \
+                         with its data: hard links could not be used (is {} on another filesystem \
+                         than {}? or etcd wrote a raft snapshot during the online backup)",
+                        vars.backup_dir, vars.data_dir
+                    ),
+                });
+                return;
+            }
             let (step, detail) = match TurnStep::parse(line) {
                 Some(TurnStep::Stopping) => {
                     t_stop = Some(Instant::now());
