@@ -20,6 +20,8 @@ pub struct MemberView {
     pub host: String,
     pub facts: Option<HostFacts>,
     pub client: Option<EtcdClient>,
+    /// The client's twin (`EtcdClient::twin`), made on first use by the roll's gates.
+    pub twin: Option<EtcdClient>,
     pub id: u64,
     pub running: Option<Version>,
     pub cluster_version: Option<Version>,
@@ -43,6 +45,7 @@ impl MemberView {
             host: host.to_string(),
             facts: None,
             client: None,
+            twin: None,
             id: 0,
             running: None,
             cluster_version: None,
@@ -56,6 +59,13 @@ impl MemberView {
             problems: Vec::new(),
             left_stopped: None,
         }
+    }
+
+    /// The client and its twin, for two questions at once.
+    pub fn client_pair(&mut self) -> Option<(&mut EtcdClient, &mut EtcdClient)> {
+        let client = self.client.as_mut()?;
+        let twin = self.twin.get_or_insert_with(|| client.twin());
+        Some((client, twin))
     }
 
     pub fn is_leader(&self) -> bool {
@@ -216,6 +226,8 @@ pub(crate) async fn survey_member(
 
 /// What the member's own API says: version, health, status, v2, auth. Returns
 /// the error of `/version` when it did not answer (the probe tells what it means).
+/// Asked over two connections, two questions at a time (each a round trip on a
+/// far link): `/version` with the v2 probe, then `/health` with the status.
 async fn ask_member(
     link: &dyn RemoteHost,
     target: Option<Version>,
@@ -230,7 +242,10 @@ async fn ask_member(
         }
     };
     let mut unanswered = None;
-    match client.version().await {
+    let mut twin = client.twin();
+    let (version, v2) = futures::join!(client.version(), twin.v2_enabled());
+    twin.adopt_api(&client);
+    match version {
         Ok(v) => {
             m.running = Version::parse(&v.server);
             m.cluster_version = Version::parse(&v.cluster);
@@ -238,7 +253,8 @@ async fn ask_member(
         Err(e) => unanswered = Some(e.to_string()),
     }
     if m.running.is_some() {
-        match client.health().await {
+        let (health, status) = futures::join!(client.health(), twin.status());
+        match health {
             Ok(h) => {
                 m.healthy = h.healthy;
                 m.health_answer = h.answer.clone();
@@ -251,12 +267,12 @@ async fn ask_member(
             }
             Err(e) => m.problems.push(format!("/health failed: {e}")),
         }
-        if let Ok(s) = client.status().await {
+        if let Ok(s) = status {
             m.id = s.member_id;
             m.leader_id = s.leader;
             m.raft_index = s.raft_index;
         }
-        m.v2_enabled = client.v2_enabled().await.unwrap_or(false);
+        m.v2_enabled = v2.unwrap_or(false);
         if m.running.is_some_and(|v| v < Version::new(3, 5, 0))
             && target.is_some_and(|t| t >= Version::new(3, 5, 0))
         {
@@ -264,6 +280,7 @@ async fn ask_member(
         }
     }
     m.client = Some(client);
+    m.twin = Some(twin);
     (m, unanswered)
 }
 

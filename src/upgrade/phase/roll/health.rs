@@ -1,13 +1,16 @@
 //! The gates a member's turn waits at: healthy on the expected version, caught
 //! up with the leader, every member healthy again. All are polls against a
-//! deadline, so they share one `Deadline`.
+//! deadline, so they share one `Deadline`. On a far link each question is a round
+//! trip, so questions are asked together: a member's `/version` and `/health` at
+//! once over its two connections (`MemberView::client_pair`), and the catch-up
+//! and cluster-health gates' first round in one.
 
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
 use super::Roll;
-use crate::etcd::{Health, Version};
+use crate::etcd::{Health, MemberStatus, Version};
 use crate::events::Event;
 
 /// A poll's time limit: `pause` sleeps one interval, or says the time is up.
@@ -35,7 +38,8 @@ impl Deadline {
 }
 
 impl Roll<'_> {
-    /// Poll member `i` until `/health` is true and it reports `version`.
+    /// Poll member `i` until `/health` is true and it reports `version`, both
+    /// asked at once on fresh connections (the member has just restarted).
     pub async fn wait_healthy(
         &mut self,
         i: usize,
@@ -44,22 +48,19 @@ impl Roll<'_> {
     ) -> Result<(), String> {
         let deadline = Deadline::after(limit, self.ctx.opts.poll_interval);
         let mut last: String;
-        let Some(client) = self.members[i].client() else {
+        let Some((client, twin)) = self.members[i].view.client_pair() else {
             return Err("no client for this member".into());
         };
         client.reset();
-        loop {
-            match client.version().await {
-                Ok(v) if Version::parse(&v.server) == Some(version) => {
-                    match client.health().await {
-                        Ok(h) if h.healthy => {
-                            self.seen.cluster_version = Some(v.cluster);
-                            return Ok(());
-                        }
-                        Ok(h) => last = format!("/health answered {}", h.answer),
-                        Err(e) => last = e.to_string(),
-                    }
-                }
+        twin.reset();
+        let cluster_version = loop {
+            let (v, h) = futures::join!(client.version(), twin.health());
+            match v {
+                Ok(v) if Version::parse(&v.server) == Some(version) => match h {
+                    Ok(h) if h.healthy => break v.cluster,
+                    Ok(h) => last = format!("/health answered {}", h.answer),
+                    Err(e) => last = e.to_string(),
+                },
                 Ok(v) => last = format!("it reports etcd {}, expected {version}", v.server),
                 Err(e) => last = e.to_string(),
             }
@@ -69,16 +70,21 @@ impl Roll<'_> {
                     humantime::format_duration(limit)
                 ));
             }
-        }
+        };
+        self.seen.cluster_version = Some(cluster_version);
+        Ok(())
     }
 
-    /// Wait until member `i`'s raft index reaches the leader's. The first round
-    /// asks every member at once, which gives the leader, its index and this
-    /// member's; later rounds ask only this member.
-    pub(super) async fn wait_caught_up(&mut self, i: usize) -> Result<(), String> {
+    /// Wait until member `i`'s raft index reaches the leader's. `statuses` is
+    /// the first round (every member's, asked at once: the leader, its index and
+    /// this member's); later rounds ask only this member.
+    pub(super) async fn wait_caught_up(
+        &mut self,
+        i: usize,
+        statuses: Vec<Option<MemberStatus>>,
+    ) -> Result<(), String> {
         let opts = self.ctx.opts;
         let deadline = Deadline::after(opts.catch_up_timeout, opts.poll_interval);
-        let statuses = self.all_status().await;
         let leader = self.leader_among(&statuses);
         self.seen.leader = leader;
         let target_index = leader
@@ -126,13 +132,19 @@ impl Roll<'_> {
 
     /// Wait until every member answers `/health` true, asking all of them at once
     /// (on 2.3–3.0 one `/health` is a quorum read costing a few hundred ms).
-    pub(super) async fn wait_cluster_healthy(&mut self) -> Result<(), String> {
+    /// `first`: answers just read, for the first round.
+    pub(super) async fn wait_cluster_healthy(
+        &mut self,
+        mut first: Option<Vec<(String, Result<Health, String>)>>,
+    ) -> Result<(), String> {
         let opts = self.ctx.opts;
         let deadline = Deadline::after(opts.health_timeout, opts.poll_interval);
         loop {
-            let sick: Vec<String> = self
-                .all_health()
-                .await
+            let answers = match first.take() {
+                Some(a) => a,
+                None => self.all_health().await,
+            };
+            let sick: Vec<String> = answers
                 .into_iter()
                 .filter_map(|(name, h)| match h {
                     Ok(h) if h.healthy => None,
@@ -150,6 +162,30 @@ impl Roll<'_> {
                 ));
             }
         }
+    }
+
+    /// Every member's status and `/health` in one round: the status on its
+    /// client, `/health` on the twin, every member at once.
+    pub(super) async fn all_status_and_health(
+        &mut self,
+    ) -> (
+        Vec<Option<MemberStatus>>,
+        Vec<(String, Result<Health, String>)>,
+    ) {
+        let asks = self.members.iter_mut().map(|m| async move {
+            let name = m.name().to_string();
+            let Some((client, twin)) = m.view.client_pair() else {
+                return (None, (name, Err("no client".to_string())));
+            };
+            let (s, h) = futures::join!(client.status(), twin.health());
+            let s = s.ok();
+            if let Some(s) = &s {
+                m.view.id = s.member_id;
+                m.view.leader_id = s.leader;
+            }
+            (s, (name, h.map_err(|e| e.to_string())))
+        });
+        join_all(asks).await.into_iter().unzip()
     }
 
     /// Every member's `/health`, asked in parallel.

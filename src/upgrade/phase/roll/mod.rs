@@ -9,7 +9,7 @@ mod health;
 pub mod turn;
 mod undo;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::future::{join_all, BoxFuture};
 
@@ -199,7 +199,7 @@ impl<'r> Roll<'r> {
     }
 
     /// The member the answers name as leader (the first answer that names one).
-    fn leader_among(&self, statuses: &[Option<MemberStatus>]) -> Option<usize> {
+    pub(super) fn leader_among(&self, statuses: &[Option<MemberStatus>]) -> Option<usize> {
         let leader_id = statuses
             .iter()
             .flatten()
@@ -243,23 +243,10 @@ impl<'r> Roll<'r> {
                     m,
                     format!("could not move leadership away ({e}); etcd will hand it over when it stops"),
                 );
-                return;
             }
         }
-        // Wait (briefly) until the member sees the new leader.
-        let deadline = Deadline::after(Duration::from_secs(5), ctx.opts.poll_interval);
-        loop {
-            if let Some(c) = m.client() {
-                if let Ok(s) = c.status().await {
-                    if s.leader != s.member_id && s.leader != 0 {
-                        return;
-                    }
-                }
-            }
-            if !deadline.pause().await {
-                return;
-            }
-        }
+        // No need to ask whether it moved: etcd answers MoveLeader only once the
+        // leader sees the transferee lead (or with an error, on its timeout).
     }
 
     /// The cluster's state after a member's turn, from what its gates just read:
@@ -279,13 +266,11 @@ impl<'r> Roll<'r> {
     /// The cluster's state: health and leader, each asked of every member at once,
     /// with the cluster version when the caller knows it.
     pub async fn emit_cluster(&mut self, cluster_version: Option<String>) {
-        let healthy = self
-            .all_health()
-            .await
+        let (statuses, health) = self.all_status_and_health().await;
+        let healthy = health
             .iter()
             .filter(|(_, h)| matches!(h, Ok(h) if h.healthy))
             .count();
-        let statuses = self.all_status().await;
         let leader = self
             .leader_among(&statuses)
             .map(|l| self.members[l].name().to_string());

@@ -310,9 +310,19 @@ impl Roll<'_> {
         });
         m.view.running = Some(target);
 
-        // Caught up with the leader?
+        // Caught up with the leader, and every member healthy again? Both asked
+        // in one round first: when nothing lags, that round is both gates.
         ctx.step(m, Step::CatchingUp, None);
-        let caught = self.wait_caught_up(i).await;
+        let (statuses, health) = self.all_status_and_health().await;
+        let first_round_caught = {
+            let leader = self.leader_among(&statuses);
+            let target = leader
+                .and_then(|l| statuses[l].as_ref())
+                .map(|s| s.raft_index);
+            let own = statuses[i].as_ref().map(|s| s.raft_index);
+            matches!((own, target), (Some(o), Some(t)) if o >= t)
+        };
+        let caught = self.wait_caught_up(i, statuses).await;
         let catch_up_ms = Some(t_up.elapsed().as_millis() as u64);
         self.members[i]
             .record
@@ -323,7 +333,8 @@ impl Roll<'_> {
 
         // Every member healthy again?
         ctx.step(&self.members[i], Step::ClusterHealth, None);
-        if let Err(why) = self.wait_cluster_healthy().await {
+        let health = first_round_caught.then_some(health);
+        if let Err(why) = self.wait_cluster_healthy(health).await {
             return Err(self.fail(i, Step::ClusterHealth, why));
         }
         let m = &self.members[i];
