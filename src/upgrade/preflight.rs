@@ -224,6 +224,11 @@ pub(crate) async fn survey_member(
     m
 }
 
+/// How often a member that answers `/health` false is asked before it counts as
+/// unhealthy, and the pause between.
+const HEALTH_ASKS: usize = 3;
+const HEALTH_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What the member's own API says: version, health, status, v2, auth. Returns
 /// the error of `/version` when it did not answer (the probe tells what it means).
 /// Asked over two connections, two questions at a time (each a round trip on a
@@ -253,15 +258,27 @@ async fn ask_member(
         Err(e) => unanswered = Some(e.to_string()),
     }
     if m.running.is_some() {
-        let (health, status) = futures::join!(client.health(), twin.status());
+        let (mut health, status) = futures::join!(client.health(), twin.status());
+        // A member's /health is a quorum read with a one-second limit: an
+        // election, or a loaded host, makes it false for a moment. Asked again
+        // before the member is called unhealthy, which refuses the upgrade.
+        for _ in 0..HEALTH_ASKS - 1 {
+            if matches!(&health, Ok(h) if h.healthy) {
+                break;
+            }
+            tokio::time::sleep(HEALTH_PAUSE).await;
+            health = client.health().await;
+        }
         match health {
             Ok(h) => {
                 m.healthy = h.healthy;
                 m.health_answer = h.answer.clone();
                 if !h.healthy {
                     m.problems.push(format!(
-                        "unhealthy: /health answered {}; fix it before upgrading (stopping another member could cost quorum)",
-                        h.answer
+                        "unhealthy: /health answered {} ({HEALTH_ASKS} times, {} apart); fix it before upgrading \
+                         (stopping another member could cost quorum)",
+                        h.answer,
+                        humantime::format_duration(HEALTH_PAUSE)
                     ));
                 }
             }

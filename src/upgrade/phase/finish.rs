@@ -6,13 +6,14 @@
 
 use futures::future::{join_all, BoxFuture};
 
-use super::roll::{Deadline, Roll, RollEnd};
+use super::roll::{Ctx, Deadline, Member, Roll, RollEnd};
 use super::{Flow, Outcome, Phase, Run};
 use crate::etcd::{commands, Version};
 use crate::events::{Event, NextStep};
 use crate::exit::Ending;
 use crate::ssh::quote;
 use crate::upgrade::record::{oldest_from, summary_rows};
+use crate::upgrade::remote_host::RemoteHost;
 
 pub struct Finish;
 
@@ -38,9 +39,11 @@ impl Phase for Finish {
                     let mut roll = Roll::enter(run, records.clone(), swap_etcdctl);
                     match roll.wait_cluster_version().await {
                         Ok(cv) => {
-                            roll.emit_cluster(Some(cv.clone())).await;
+                            // The cluster line (over the tunnels) and the etcdctl
+                            // check (a command per host) at once: one round.
                             let cluster = Version::parse(&cv).unwrap_or(version.minor_floor());
-                            match roll.endpoint_health(cluster).await {
+                            let ((), health) = roll.cluster_line_and_endpoint_health(cv.clone(), cluster).await;
+                            match health {
                                 Ok(()) => Outcome::ok(format!(
                                     "upgraded to {version}: cluster version {cv}, every member healthy"
                                 )),
@@ -109,18 +112,7 @@ impl Roll<'_> {
         let want = self.ctx.target.version.minor_floor();
         let deadline = Deadline::after(opts.cluster_version_timeout, opts.poll_interval);
         let mut last = String::new();
-        if self.cluster_version_reached(want).await.is_none() && want.can_move_leader() {
-            if let Some(leader) = self.current_leader().await {
-                let other =
-                    (0..self.members.len()).find(|&j| j != leader && self.members[j].view.id != 0);
-                if let Some(j) = other {
-                    let target_id = self.members[j].view.id;
-                    if let Some(c) = self.members[leader].view.client.as_mut() {
-                        let _ = c.move_leader(target_id).await;
-                    }
-                }
-            }
-        }
+        let mut nudged = !want.can_move_leader();
         loop {
             // Every member must have applied it: one that has not yet refuses
             // the new version's calls ("not capable", seen on 3.5), which the
@@ -130,14 +122,22 @@ impl Roll<'_> {
                 .iter_mut()
                 .map(|m| async move { m.view.client.as_mut()?.version().await.ok() });
             let mut reached = 0;
+            let mut decided = false;
             for v in join_all(asks).await.into_iter().flatten() {
                 if Version::parse(&v.cluster).is_some_and(|c| c >= want) {
                     reached += 1;
+                    decided = true;
                 }
                 last = v.cluster;
             }
             if reached == self.members.len() {
                 return Ok(last);
+            }
+            if !decided && !nudged {
+                // Not decided by the leader yet: a new term decides it now.
+                nudged = true;
+                self.nudge_leader().await;
+                continue;
             }
             if !deadline.pause().await {
                 return Err(format!(
@@ -151,60 +151,86 @@ impl Roll<'_> {
         }
     }
 
-    /// The cluster version, if it has reached `want`.
-    async fn cluster_version_reached(&mut self, want: Version) -> Option<String> {
-        for m in self.members.iter_mut() {
-            if let Some(c) = m.view.client.as_mut() {
-                if let Ok(v) = c.version().await {
-                    return Version::parse(&v.cluster)
-                        .filter(|c| *c >= want)
-                        .map(|_| v.cluster);
-                }
+    /// Hand leadership from the leader to another member: a new term.
+    async fn nudge_leader(&mut self) {
+        let Some(leader) = self.current_leader().await else {
+            return;
+        };
+        let other = (0..self.members.len()).find(|&j| j != leader && self.members[j].view.id != 0);
+        if let Some(j) = other {
+            let target_id = self.members[j].view.id;
+            if let Some(c) = self.members[leader].view.client.as_mut() {
+                let _ = c.move_leader(target_id).await;
             }
         }
-        None
     }
 
-    /// The etcdctl health check the guide ends with, on every member at once, in
-    /// the form the member's etcdctl and the cluster version allow (see
-    /// `commands::final_health`); the output is parsed, never the exit code.
-    pub async fn endpoint_health(&self, cluster_version: Version) -> Result<(), String> {
+    /// The final `cluster` line and the etcdctl health check, at once.
+    async fn cluster_line_and_endpoint_health(
+        &mut self,
+        cluster_version: String,
+        cluster: Version,
+    ) -> ((), Result<(), String>) {
+        // The check reads only the links and the context; the line, the clients.
         let ctx = self.ctx;
-        let checks = self.members.iter().map(|m| async move {
-            let l = m.link;
-            let etcdctl = if ctx.swap_etcdctl {
-                Some(ctx.target.version)
-            } else {
-                m.view
-                    .facts
-                    .as_ref()
-                    .and_then(|f| f.etcdctl_version.as_deref())
-                    .and_then(Version::parse)
-            };
-            let Some(etcdctl) = etcdctl else {
-                return Some(format!("{}: its etcdctl's version is unknown", l.name()));
-            };
-            let check = commands::final_health(l.etcd(), etcdctl, cluster_version);
-            let out = l
-                .run_privileged(&check.command, ctx.opts.command_timeout)
-                .await;
-            match out {
-                Ok(o) if (check.ok)(&o.stdout_text()) => None,
-                Ok(o) => Some(format!(
-                    "{}: {}: {}{}",
-                    l.name(),
-                    check.what,
-                    o.last_error_line(),
-                    commands::final_health_hints(l.etcd(), cluster_version, &o.stdout_text()),
-                )),
-                Err(e) => Some(format!("{}: {}: {}", l.name(), check.what, e.detail())),
-            }
-        });
-        let bad: Vec<String> = join_all(checks).await.into_iter().flatten().collect();
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("the final health check failed: {}", bad.join("; ")))
+        let checks: Vec<(&dyn RemoteHost, Option<Version>)> = self
+            .members
+            .iter()
+            .map(|m| (m.link, final_etcdctl(ctx, m)))
+            .collect();
+        futures::join!(
+            self.emit_cluster(Some(cluster_version)),
+            endpoint_health(ctx, checks, cluster)
+        )
+    }
+}
+
+/// The etcdctl this member's final check runs: the staged one, or the one the
+/// probe found.
+fn final_etcdctl(ctx: Ctx<'_>, m: &Member<'_>) -> Option<Version> {
+    if ctx.swap_etcdctl {
+        Some(ctx.target.version)
+    } else {
+        m.view
+            .facts
+            .as_ref()
+            .and_then(|f| f.etcdctl_version.as_deref())
+            .and_then(Version::parse)
+    }
+}
+
+/// The etcdctl health check the guide ends with, on every member at once, in
+/// the form the member's etcdctl and the cluster version allow (see
+/// `commands::final_health`); the output is parsed, never the exit code.
+async fn endpoint_health(
+    ctx: Ctx<'_>,
+    members: Vec<(&dyn RemoteHost, Option<Version>)>,
+    cluster_version: Version,
+) -> Result<(), String> {
+    let checks = members.into_iter().map(|(l, etcdctl)| async move {
+        let Some(etcdctl) = etcdctl else {
+            return Some(format!("{}: its etcdctl's version is unknown", l.name()));
+        };
+        let check = commands::final_health(l.etcd(), etcdctl, cluster_version);
+        let out = l
+            .run_privileged(&check.command, ctx.opts.command_timeout)
+            .await;
+        match out {
+            Ok(o) if (check.ok)(&o.stdout_text()) => None,
+            Ok(o) => Some(format!(
+                "{}: {}: {}{}",
+                l.name(),
+                check.what,
+                o.last_error_line(),
+                commands::final_health_hints(l.etcd(), cluster_version, &o.stdout_text()),
+            )),
+            Err(e) => Some(format!("{}: {}: {}", l.name(), check.what, e.detail())),
         }
+    });
+    let bad: Vec<String> = join_all(checks).await.into_iter().flatten().collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the final health check failed: {}", bad.join("; ")))
     }
 }

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
+use std::sync::Mutex;
+
 use super::Roll;
 use crate::etcd::{Health, MemberStatus, Version};
 use crate::events::Event;
+use crate::upgrade::preflight::MemberView;
 
 /// A poll's time limit: `pause` sleeps one interval, or says the time is up.
 pub struct Deadline {
@@ -34,6 +37,42 @@ impl Deadline {
         }
         tokio::time::sleep(self.poll).await;
         true
+    }
+}
+
+/// Poll a member until it answers `/health` true on `version` — its `/version`
+/// and `/health` asked at once on its two connections — and return the cluster
+/// version it reported and when. Polls forever: the caller bounds it (it runs
+/// while the member's restart script does, and under the health timeout after).
+/// Connections that break (the member stopping) are redialed by the client.
+/// `last` keeps the last answer for the caller's message.
+pub async fn poll_new_version(
+    view: &mut MemberView,
+    version: Version,
+    interval: Duration,
+    last: &Mutex<String>,
+) -> (String, Instant) {
+    let note = |answer: String| {
+        if let Ok(mut l) = last.lock() {
+            *l = answer;
+        }
+    };
+    let Some((client, twin)) = view.client_pair() else {
+        note("no client for this member".into());
+        return std::future::pending().await;
+    };
+    loop {
+        let (v, h) = futures::join!(client.version(), twin.health());
+        match v {
+            Ok(v) if Version::parse(&v.server) == Some(version) => match h {
+                Ok(h) if h.healthy => return (v.cluster, Instant::now()),
+                Ok(h) => note(format!("/health answered {}", h.answer)),
+                Err(e) => note(e.to_string()),
+            },
+            Ok(v) => note(format!("it reports etcd {}, expected {version}", v.server)),
+            Err(e) => note(e.to_string()),
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Ctx, Roll, RollEnd};
+use super::{health, Ctx, Roll, RollEnd};
 use crate::etcd::EtcdVars;
 use crate::etcd::{commands, Version};
 use crate::events::{Event, MemberState, Step};
@@ -253,15 +253,57 @@ impl Roll<'_> {
                 detail,
             });
         };
-        let out = m
-            .link
-            .run_privileged_streaming(
-                &restart.command(),
+        // The health gate's polls run while the script does: the new version's
+        // first healthy answer is seen as soon as it is given, not one poll (and
+        // a new tunnel) after the script's answer arrives — on a far link that
+        // saves round trips every turn. The polls only see the old version until
+        // the swap, and decide nothing until the script has succeeded.
+        let target = ctx.target.version;
+        let last_answer = std::sync::Mutex::new(String::new());
+        let link = m.link;
+        let waiting = m.record.clone();
+        let (out, polled) = {
+            let poll = health::poll_new_version(
+                &mut *self.members[i].view,
+                target,
+                ctx.opts.poll_interval,
+                &last_answer,
+            );
+            tokio::pin!(poll);
+            let command = restart.command();
+            let script = link.run_privileged_streaming(
+                &command,
                 restart.limit(ctx.opts.command_timeout),
                 &mut on_line,
-            )
-            .await
-            .map_err(|e| e.detail());
+            );
+            tokio::pin!(script);
+            let mut early = None;
+            let out = loop {
+                tokio::select! {
+                    out = &mut script => break out.map_err(|e| e.detail()),
+                    up = &mut poll, if early.is_none() => early = Some(up),
+                }
+            };
+            let polled = match &out {
+                Ok(o) if o.success() => {
+                    waiting.update(|r| r.step = Some(Step::WaitingHealthy));
+                    (ctx.emit)(Event::Step {
+                        host: host.clone(),
+                        step: Step::WaitingHealthy,
+                        detail: None,
+                    });
+                    match early {
+                        Some(up) => Some(up),
+                        None => tokio::time::timeout(ctx.opts.health_timeout, poll)
+                            .await
+                            .ok(),
+                    }
+                }
+                _ => None,
+            };
+            (out, polled)
+        };
+        let m = &mut self.members[i];
         let down_at = t_stop.map(|t| t.duration_since(ctx.started).as_millis() as u64);
         m.record.update(|r| r.down_at_ms = down_at);
         match &out {
@@ -293,13 +335,15 @@ impl Roll<'_> {
         }
 
         // Healthy on the new version?
-        ctx.step(&self.members[i], Step::WaitingHealthy, None);
-        let target = ctx.target.version;
-        let healthy = self.wait_healthy(i, target, ctx.opts.health_timeout).await;
-        let t_up = Instant::now();
-        if let Err(why) = healthy {
+        let Some((cluster_version, t_up)) = polled else {
+            let why = format!(
+                "not healthy on {target} within {}: last answer: {}",
+                humantime::format_duration(ctx.opts.health_timeout),
+                last_answer.lock().map(|l| l.clone()).unwrap_or_default()
+            );
             return Err(self.roll_back_member(i, why, from).await);
-        }
+        };
+        self.seen.cluster_version = Some(cluster_version);
         let down_ms = t_stop.map(|t| t_up.duration_since(t).as_millis() as u64);
         let up_at = ctx.since_start();
         let m = &mut self.members[i];
