@@ -26,6 +26,11 @@ use super::{Compress, Payload, RemoteCommand, Session, SshError};
 /// The receiving end of an upload, run on the host (see the script's comment).
 const UPLOAD_SH: &str = include_str!("upload.sh");
 
+/// zlib-rs's level 1 is its quick strategy: an etcd 3.5 binary shrinks to 47%;
+/// level 2 gets 39% (GNU `gzip -1`'s ratio) in twice the time, which the copy,
+/// made once per binary for every host, repays on any link slow enough to want it.
+const LEVEL: u32 = 2;
+
 /// Bytes read from disk and sent at a time.
 const CHUNK: usize = 256 * 1024;
 
@@ -77,9 +82,8 @@ pub fn pays(len: u64, packed: u64) -> bool {
     packed.saturating_mul(100) <= len.saturating_mul(PAYS_PERCENT)
 }
 
-/// Makes the gzip copy of `payload` (gzip -1: the fastest level, which gives
-/// most of the gain; see the design notes) in an unlinked temp file, reading
-/// the file as it is compressed and checking it is still the one the run read.
+/// Makes the gzip copy of `payload` in an unlinked temp file, reading the file
+/// as it is compressed and checking it is still the one the run read.
 fn pack(payload: &Payload) -> Result<Packed, String> {
     let local = payload.path.display();
     let mut src =
@@ -88,7 +92,7 @@ fn pack(payload: &Payload) -> Result<Packed, String> {
         .map_err(|e| format!("cannot make a temp file here for the gzip copy of {local}: {e}"))?;
     let mut gz = flate2::write::GzEncoder::new(
         std::io::BufWriter::with_capacity(CHUNK, tmp),
-        flate2::Compression::fast(),
+        flate2::Compression::new(LEVEL),
     );
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
