@@ -32,8 +32,8 @@ pub struct TargetArgs {
     pub target_version: Option<String>,
     /// How the binaries cross the wire when staged: gzip (to hosts that have
     /// gzip; hashed on the host after decompression), none, or auto: gzip only
-    /// off a LAN (the host's first answer took 5 ms or more) and when it shrinks
-    /// the file to 90% or less.
+    /// off a LAN (the host's fastest answer took 30 ms or more) and when it
+    /// shrinks the file to 90% or less.
     #[arg(long, value_name = "auto|gzip|none", default_value = "auto", value_parser = parse_compress)]
     pub compress: Compress,
 }

@@ -39,6 +39,9 @@ pub(super) struct KeptShell {
     channel: Channel<Msg>,
     nonce: String,
     count: u64,
+    /// The fastest any command of this shell came back: one round trip and a
+    /// fork at most, the best cheap measure of how far the host is.
+    fastest: Option<Duration>,
 }
 
 /// Why the kept shell could not run a command; the shell is then discarded.
@@ -61,7 +64,8 @@ pub(in crate::ssh) trait FeedSource: Send {
         false
     }
     /// Called once the command has started, with its first line when asked for
-    /// and the time since the command was sent (one round trip and a fork).
+    /// and the fastest answer this shell has given, this start included (one
+    /// round trip and a fork; the minimum filters out a busy host's spikes).
     fn start(
         &mut self,
         _offer: Option<String>,
@@ -145,6 +149,7 @@ impl KeptShell {
             channel,
             nonce,
             count: 0,
+            fastest: None,
         })
     }
 
@@ -223,8 +228,9 @@ impl KeptShell {
         }
         let mut sent = 0u64;
         if started {
+            let answered = self.answered_in(asked.elapsed());
             source
-                .start(offer.clone(), asked.elapsed())
+                .start(offer.clone(), answered)
                 .await
                 .map_err(ShellError::Source)?;
             let mut writer = self.channel.make_writer();
@@ -326,6 +332,13 @@ impl KeptShell {
             .unwrap_or(false)
     }
 
+    /// Records an answer's time; the fastest so far.
+    fn answered_in(&mut self, took: Duration) -> Duration {
+        let fastest = self.fastest.map_or(took, |f| f.min(took));
+        self.fastest = Some(fastest);
+        fastest
+    }
+
     /// Runs one command; `on_line` sees each complete stdout line as it arrives.
     pub(super) async fn run(
         &mut self,
@@ -333,6 +346,7 @@ impl KeptShell {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ExecOutput, ShellError> {
         self.count += 1;
+        let asked = std::time::Instant::now();
         let (mut stdout, mut stderr) = self.send("etcdroll_run", command).await?;
         while !(stdout.done() && stderr.done()) {
             match self.channel.wait().await {
@@ -342,6 +356,7 @@ impl KeptShell {
                 Some(_) => {}
             }
         }
+        self.answered_in(asked.elapsed());
         Ok(ExecOutput {
             exit_status: stdout.status,
             exit_signal: None,
