@@ -568,6 +568,7 @@ fn bytes_fed_through_the_kept_shell_are_never_run_as_commands() {
 
         // An upload takes exactly its bytes: the file is whole, the shell is kept.
         let payload = Payload::read(&local).unwrap();
+        let bytes = bytes::Bytes::from(hostile.clone());
         session
             .upload(&payload, &remote.to_string_lossy(), limit, &|_| {})
             .await
@@ -578,7 +579,7 @@ fn bytes_fed_through_the_kept_shell_are_never_run_as_commands() {
         // A command that takes fewer bytes than sent: the rest is not run, and
         // the shell is replaced.
         let out = session
-            .feed("head -c 5 >/dev/null", &payload.bytes, limit)
+            .feed("head -c 5 >/dev/null", &bytes, limit)
             .await
             .expect("a short reader is not an error of the shell");
         assert!(out.success());
@@ -607,7 +608,7 @@ fn bytes_fed_through_the_kept_shell_are_never_run_as_commands() {
         );
 
         // One that ends without reading at all.
-        let out = session.feed("exit 3", &payload.bytes, limit).await.unwrap();
+        let out = session.feed("exit 3", &bytes, limit).await.unwrap();
         assert_eq!(out.exit_status, Some(3));
         assert_ne!(shell_pid().await, replaced);
 
@@ -659,4 +660,169 @@ async fn session_as_root(
 
 fn first_line(out: &etcdroll::ssh::ExecOutput) -> String {
     out.stdout_text().lines().next().unwrap_or("").to_string()
+}
+
+/// Compressed uploads on a real host: a gzip upload arrives byte for byte (the
+/// host's own sha256sum says so); a host without gzip takes the file as it is;
+/// a gzip stream cut short or corrupted is refused, naming the file; and a disk
+/// that fills during a gzip upload is caught by the size check.
+#[test]
+fn compressed_uploads_arrive_whole_and_bad_streams_are_refused() {
+    use etcdroll::ssh::{receive_command, Compress, Payload, RemoteCommand, Wire};
+    use std::io::Write;
+    let Some(lab) = one_plain_host() else {
+        return;
+    };
+    let host = &lab.plain_hosts[0];
+    let sshd_pid = std::fs::read_to_string(host.dir.join("sshd.pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    // Runs a shell line in the host's mount namespace (its own: `ip netns exec`).
+    let in_host_mounts = |line: &str| {
+        let st = std::process::Command::new("nsenter")
+            .args(["-t", &sshd_pid, "-m", "--", "sh", "-c", line])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{line}");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // 4 MiB that gzip shrinks, with some bytes that do not shrink.
+    let mut data = b"etcd binary-ish text, compressible\n".repeat(100_000);
+    let mut x = 99u64;
+    data.extend((0..500_000).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }));
+    let local = dir.path().join("etcd");
+    std::fs::write(&local, &data).unwrap();
+    let want = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&data))
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let session = session_as_root(&lab, host).await;
+        let limit = Duration::from_secs(20);
+        let host_sum = |path: String| {
+            let session = &session;
+            async move {
+                let out = session
+                    .exec(&RemoteCommand::new("sha256sum").arg(path), None, limit)
+                    .await
+                    .unwrap();
+                assert!(out.success(), "{out:?}");
+                out.stdout_text()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        let gz = Payload::read(&local).unwrap().with_compress(Compress::Gzip);
+        let remote = dir.path().join("gz upload").display().to_string();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let wire = session
+            .upload_told(&gz, &remote, limit, &|n| seen.lock().unwrap().push(n))
+            .await
+            .expect("gzip upload");
+        assert_eq!(wire, Wire::Gzip);
+        assert_eq!(host_sum(remote.clone()).await, want);
+        // Progress is told in the file's bytes, up to the whole file.
+        assert_eq!(
+            seen.lock().unwrap().last().copied(),
+            Some(data.len() as u64)
+        );
+        // The same payload again reuses its gzip copy; `none` sends it as it is.
+        let again = dir.path().join("again").display().to_string();
+        assert_eq!(
+            session
+                .upload_told(&gz, &again, limit, &|_| {})
+                .await
+                .unwrap(),
+            Wire::Gzip
+        );
+        assert_eq!(host_sum(again).await, want);
+        let none = Payload::read(&local).unwrap().with_compress(Compress::None);
+        let plain = dir.path().join("plain").display().to_string();
+        assert_eq!(
+            session
+                .upload_told(&none, &plain, limit, &|_| {})
+                .await
+                .unwrap(),
+            Wire::Plain
+        );
+        assert_eq!(host_sum(plain).await, want);
+
+        // A gzip stream cut short, or with a flipped byte, is refused with a clear
+        // message naming the file, and the shell is replaced, not confused.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&data).unwrap();
+        let stream = enc.finish().unwrap();
+        let mut flipped = stream.clone();
+        let at = flipped.len() - 8;
+        flipped[at] ^= 0x40;
+        for (what, s) in [
+            ("cut", &stream[..stream.len() / 2]),
+            ("flipped", &flipped[..]),
+        ] {
+            let path = dir.path().join(format!("bad {what}")).display().to_string();
+            let cmd = receive_command(&path, data.len() as u64);
+            let fed = [format!("gzip {}\n", s.len()).as_bytes(), s].concat();
+            let out = session
+                .feed(cmd.as_str(), &bytes::Bytes::from(fed), limit)
+                .await
+                .unwrap();
+            assert_eq!(out.exit_status, Some(3), "{what}: {out:?}");
+            assert!(
+                out.stderr_text().contains(&format!(
+                    "gzip -dc refused the stream for {path} (corrupt or cut short)"
+                )),
+                "{what}: {}",
+                out.stderr_text()
+            );
+        }
+
+        // A disk that fills mid-upload: caught, with the host's own words.
+        let small = dir.path().join("small");
+        std::fs::create_dir(&small).unwrap();
+        in_host_mounts(&format!(
+            "mount -t tmpfs -o size=1m tmpfs '{}'",
+            small.display()
+        ));
+        let full = small.join("etcd").display().to_string();
+        let err = session
+            .upload_told(&gz, &full, limit, &|_| {})
+            .await
+            .expect_err("a full disk");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("{}: upload to {full}: exit 1", host.name)),
+            "{msg}"
+        );
+        assert!(msg.contains("No space left on device"), "{msg}");
+        assert!(msg.contains(&format!("{full} has ")), "{msg}");
+        assert!(
+            msg.contains(&format!(" bytes, expected {}", data.len())),
+            "{msg}"
+        );
+
+        // A host without gzip (here: not runnable on PATH) takes the file plain.
+        let nogz = dir.path().join("not-gzip");
+        std::fs::write(&nogz, b"").unwrap();
+        in_host_mounts(&format!("mount --bind '{}' /usr/bin/gzip", nogz.display()));
+        let plain = dir.path().join("no gzip here").display().to_string();
+        assert_eq!(
+            session
+                .upload_told(&gz, &plain, limit, &|_| {})
+                .await
+                .unwrap(),
+            Wire::Plain
+        );
+        assert_eq!(host_sum(plain).await, want);
+        in_host_mounts("umount /usr/bin/gzip");
+        in_host_mounts(&format!("umount '{}'", small.display()));
+    });
 }

@@ -67,6 +67,17 @@ impl Connector {
     ) -> Result<Session, SshError> {
         let handler = HostKeyCheck::for_endpoint(ep, &self.opts, self.known_hosts_write.clone())?;
         let mut config = client::Config {
+            // What the host may send us before we grant more: russh's default
+            // 2 MiB caps a 100 ms path at ~20 MB/s for command output and
+            // tunnels; 8 MiB lifts that to ~80 MB/s. It bounds only unread data,
+            // which every reader here consumes as it comes, so it costs no memory
+            // in a run. (Uploads are bounded by the host's window instead:
+            // OpenSSH's sshd grants 2 MiB per session channel, which is why they
+            // are gzipped off a LAN; see upload.rs.)
+            window_size: 8 * 1024 * 1024,
+            // Larger packets from the host mean fewer MACs and wakeups; OpenSSH
+            // sends up to what we allow (its own limit is 256 KiB).
+            maximum_packet_size: 64 * 1024,
             nodelay: true,
             keepalive_interval: Some(self.opts.keepalive_interval),
             keepalive_max: 3,

@@ -37,8 +37,9 @@ pub use command::{quote, RemoteCommand};
 pub use connect::Connector;
 pub use endpoint::{parse_jumps, Endpoint};
 pub use error::SshError;
-pub use output::{ExecOutput, Payload};
+pub use output::{Compress, ExecOutput, Payload};
 pub use session::Session;
+pub use upload::{choose_wire, pays, receive_command, Wire, FAR_ANSWER};
 
 /// A bidirectional byte stream to `host:port` as seen from the remote host.
 pub type TunnelStream = russh::ChannelStream<russh::client::Msg>;

@@ -111,6 +111,7 @@ impl Session {
             shell::ShellError::Ended => {
                 self.channel_err(step, "the remote shell ended before the command did")
             }
+            shell::ShellError::Source(e) => self.channel_err(step, e),
             shell::ShellError::Stalled(doing) => SshError::Timeout {
                 host: self.label.clone(),
                 step: format!("{step} (no progress while {doing})"),
@@ -266,26 +267,24 @@ impl Session {
         payload: &bytes::Bytes,
         stall_limit: Duration,
     ) -> Result<ExecOutput, SshError> {
-        let (out, _) = self
-            .run_fed("feed", cmd, payload, stall_limit, &|_| {})
-            .await?;
+        let mut source = shell::InMemory(payload.clone());
+        let (out, _) = self.run_fed("feed", cmd, &mut source, stall_limit).await?;
         Ok(out)
     }
 
-    /// `cmd` in the kept shell (waited for if busy) with `payload` on its stdin;
-    /// the output and how many bytes were sent.
+    /// `cmd` in the kept shell (waited for if busy) with what `source` gives on
+    /// its stdin; the output and how many bytes were sent.
     pub(super) async fn run_fed(
         &self,
         step: &str,
         cmd: &str,
-        payload: &bytes::Bytes,
+        source: &mut dyn shell::FeedSource,
         stall_limit: Duration,
-        progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(ExecOutput, u64), SshError> {
         let mut kept = self.shell.lock().await;
         let _wait = crate::round_trips::wait();
         let sh = self.kept_shell(&mut kept).await?;
-        match sh.run_fed(cmd, payload, stall_limit, progress).await {
+        match sh.run_fed(cmd, source, stall_limit).await {
             Ok(fed) => {
                 if !fed.shell_usable {
                     discard_shell(&mut kept);

@@ -46,14 +46,7 @@ impl Target {
 
     /// A target with no binaries: what a member is rolled back or restarted to.
     pub fn in_place(version: Version) -> Target {
-        Target::new(
-            version,
-            Payload {
-                bytes: Default::default(),
-                sha256: String::new(),
-            },
-            None,
-        )
+        Target::new(version, Payload::empty(), None)
     }
 
     /// The staged name of `binary` for this target.

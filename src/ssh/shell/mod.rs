@@ -39,6 +39,9 @@ pub(super) struct KeptShell {
     channel: Channel<Msg>,
     nonce: String,
     count: u64,
+    /// The fastest any command of this shell came back: one round trip and a
+    /// fork at most, the best cheap measure of how far the host is.
+    fastest: Option<Duration>,
 }
 
 /// Why the kept shell could not run a command; the shell is then discarded.
@@ -48,6 +51,47 @@ pub(super) enum ShellError {
     Ended,
     /// No progress for the stall limit, while sending or waiting for the result.
     Stalled(&'static str),
+    /// The bytes to feed could not be produced here (a local file unreadable).
+    Source(String),
+}
+
+/// What a fed command is given: chunks taken one at a time as the channel's
+/// window allows, so a file is read from disk as it is sent, never held whole.
+pub(in crate::ssh) trait FeedSource: Send {
+    /// Whether to wait for the command's first line of output before sending:
+    /// the command says there what it accepts (the upload receiver's offer).
+    fn wants_offer(&self) -> bool {
+        false
+    }
+    /// Called once the command has started, with its first line when asked for
+    /// and the fastest answer this shell has given, this start included (one
+    /// round trip and a fork; the minimum filters out a busy host's spikes).
+    fn start(
+        &mut self,
+        _offer: Option<String>,
+        _answered_in: Duration,
+    ) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// The next bytes to send; None at the end.
+    fn next_chunk(
+        &mut self,
+    ) -> futures::future::BoxFuture<'_, Result<Option<bytes::Bytes>, String>>;
+    /// `total` bytes have been sent so far.
+    fn sent(&mut self, _total: u64) {}
+}
+
+/// Bytes in memory, fed as they are in 256 KiB chunks (the tests' `Session::feed`).
+pub(in crate::ssh) struct InMemory(pub bytes::Bytes);
+
+impl FeedSource for InMemory {
+    fn next_chunk(
+        &mut self,
+    ) -> futures::future::BoxFuture<'_, Result<Option<bytes::Bytes>, String>> {
+        let n = self.0.len().min(256 * 1024);
+        let chunk = (n > 0).then(|| self.0.split_to(n));
+        Box::pin(async move { Ok(chunk) })
+    }
 }
 
 /// What a fed command did.
@@ -105,6 +149,7 @@ impl KeptShell {
             channel,
             nonce,
             count: 0,
+            fastest: None,
         })
     }
 
@@ -133,14 +178,13 @@ impl KeptShell {
         Ok((Framed::new(&begin, &end), Framed::new(&begin, &end)))
     }
 
-    /// Runs `command` with the shell's stdin, once it has started, fed `payload`
-    /// (see the module comment). `progress` sees the bytes sent so far.
+    /// Runs `command` with the shell's stdin, once it has started, fed what
+    /// `source` gives, chunk by chunk (see the module comment).
     pub(super) async fn run_fed(
         &mut self,
         command: &str,
-        payload: &bytes::Bytes,
+        source: &mut dyn FeedSource,
         stall_limit: Duration,
-        progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Fed, ShellError> {
         self.count += 1;
         let ready = self.marker("ready");
@@ -148,17 +192,23 @@ impl KeptShell {
         let ack = self.marker("ack");
         // The start line comes through the environment, not the argv, so `ps`
         // on the host never shows the shell's nonce (see kept_shell.sh).
+        let asked = std::time::Instant::now();
         let (mut stdout, mut stderr) = self.send("etcdroll_fed", command).await?;
         let mut started = false;
+        // The command's first line after the start line, for a source that asks.
+        let mut offer: Option<String> = None;
         let feed = |msg: Option<ChannelMsg>,
                     stdout: &mut Framed,
                     stderr: &mut Framed,
-                    started: &mut bool|
+                    started: &mut bool,
+                    offer: &mut Option<String>|
          -> Result<(), ShellError> {
             match msg {
                 Some(ChannelMsg::Data { data }) => stdout.feed(&data, &mut |l| {
                     if l == ready {
                         *started = true;
+                    } else if *started && offer.is_none() {
+                        *offer = Some(l.to_string());
                     }
                 }),
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => stderr.feed(&data, &mut |_| {}),
@@ -169,17 +219,28 @@ impl KeptShell {
         };
         // Nothing is sent before the command has started: until then the bytes
         // would reach the shell's command reader.
-        while !started && !stdout.done() {
+        let wants_offer = source.wants_offer();
+        while !(started && (offer.is_some() || !wants_offer)) && !stdout.done() {
             let msg = tokio::time::timeout(stall_limit, self.channel.wait())
                 .await
                 .map_err(|_| ShellError::Stalled("starting"))?;
-            feed(msg, &mut stdout, &mut stderr, &mut started)?;
+            feed(msg, &mut stdout, &mut stderr, &mut started, &mut offer)?;
         }
         let mut sent = 0u64;
         if started {
+            let answered = self.answered_in(asked.elapsed());
+            source
+                .start(offer.clone(), answered)
+                .await
+                .map_err(ShellError::Source)?;
             let mut writer = self.channel.make_writer();
-            'send: for chunk in payload.chunks(256 * 1024) {
-                let write = writer.write_all(chunk);
+            'send: loop {
+                let chunk = match source.next_chunk().await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => break,
+                    Err(e) => return Err(ShellError::Source(e)),
+                };
+                let write = writer.write_all(&chunk);
                 tokio::pin!(write);
                 let deadline = tokio::time::Instant::now() + stall_limit;
                 loop {
@@ -191,7 +252,7 @@ impl KeptShell {
                             break;
                         }
                         msg = self.channel.wait() => {
-                            feed(msg, &mut stdout, &mut stderr, &mut started)?;
+                            feed(msg, &mut stdout, &mut stderr, &mut started, &mut offer)?;
                             if stdout.done() {
                                 break 'send;
                             }
@@ -202,7 +263,7 @@ impl KeptShell {
                     }
                 }
                 sent += chunk.len() as u64;
-                progress(sent);
+                source.sent(sent);
             }
             let _ = writer.flush().await;
         }
@@ -217,12 +278,17 @@ impl KeptShell {
             let msg = tokio::time::timeout(stall_limit, self.channel.wait())
                 .await
                 .map_err(|_| ShellError::Stalled("waiting for the result"))?;
-            feed(msg, &mut stdout, &mut stderr, &mut started)?;
+            feed(msg, &mut stdout, &mut stderr, &mut started, &mut offer)?;
         }
         let shell_usable = token_sent && self.acknowledged(&ack, &stdout.after).await;
         let mut body = stdout.body;
-        // The start line is the command's own noise, not its output.
-        let line = format!("{ready}\n");
+        // The start line (and the offer a source asked for) are the protocol's,
+        // not the command's output.
+        let mut line = format!("{ready}\n");
+        if let Some(o) = offer.filter(|_| wants_offer) {
+            line.push_str(&o);
+            line.push('\n');
+        }
         if body.starts_with(line.as_bytes()) {
             body.drain(..line.len());
         }
@@ -266,6 +332,13 @@ impl KeptShell {
             .unwrap_or(false)
     }
 
+    /// Records an answer's time; the fastest so far.
+    fn answered_in(&mut self, took: Duration) -> Duration {
+        let fastest = self.fastest.map_or(took, |f| f.min(took));
+        self.fastest = Some(fastest);
+        fastest
+    }
+
     /// Runs one command; `on_line` sees each complete stdout line as it arrives.
     pub(super) async fn run(
         &mut self,
@@ -273,6 +346,7 @@ impl KeptShell {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ExecOutput, ShellError> {
         self.count += 1;
+        let asked = std::time::Instant::now();
         let (mut stdout, mut stderr) = self.send("etcdroll_run", command).await?;
         while !(stdout.done() && stderr.done()) {
             match self.channel.wait().await {
@@ -282,6 +356,7 @@ impl KeptShell {
                 Some(_) => {}
             }
         }
+        self.answered_in(asked.elapsed());
         Ok(ExecOutput {
             exit_status: stdout.status,
             exit_signal: None,

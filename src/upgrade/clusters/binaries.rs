@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::etcd::{upgrade_step, UpgradeStep, Version};
 use crate::inventory::Host;
-use crate::ssh::Payload;
+use crate::ssh::{Compress, Payload};
 use crate::upgrade::target::Target;
 
 /// The new binaries as the operator names them: one etcd per hop, the etcdctl
@@ -20,6 +20,8 @@ pub struct TargetBinaries {
     pub binaries: Vec<PathBuf>,
     pub etcdctl: Option<PathBuf>,
     pub target_version: Option<String>,
+    /// How they cross the wire to the hosts (`--compress`).
+    pub compress: Compress,
 }
 
 /// Why the binaries cannot be the run's target.
@@ -109,8 +111,9 @@ impl TargetBinaries {
             return self.load_path();
         }
         let version = self.version()?.ok_or(TargetError::NoBinary)?;
-        let etcd = read_payload(self.binaries.first().ok_or(TargetError::NoBinary)?)?;
-        let etcdctl = self.etcdctl.as_deref().map(read_payload).transpose()?;
+        let read = |p: &Path| read_payload(p, self.compress);
+        let etcd = read(self.binaries.first().ok_or(TargetError::NoBinary)?)?;
+        let etcdctl = self.etcdctl.as_deref().map(read).transpose()?;
         Ok(Target::new(version, etcd, etcdctl))
     }
 
@@ -124,8 +127,9 @@ impl TargetBinaries {
         for bin in &self.binaries {
             let version = binary_version(bin)?;
             let ctl = bin.with_file_name("etcdctl");
-            let etcdctl = ctl.is_file().then(|| read_payload(&ctl)).transpose()?;
-            hops.push(Target::new(version, read_payload(bin)?, etcdctl));
+            let read = |p: &Path| read_payload(p, self.compress);
+            let etcdctl = ctl.is_file().then(|| read(&ctl)).transpose()?;
+            hops.push(Target::new(version, read(bin)?, etcdctl));
         }
         hops.sort_by_key(|t| t.version);
         for pair in hops.windows(2) {
@@ -144,11 +148,15 @@ impl TargetBinaries {
     }
 }
 
-fn read_payload(path: &Path) -> Result<Payload, TargetError> {
-    Payload::read(path).map_err(|source| TargetError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    })
+/// A binary's size and SHA-256, read by streaming it once; its bytes are read
+/// again from disk as each upload sends them (never held in memory).
+fn read_payload(path: &Path, compress: Compress) -> Result<Payload, TargetError> {
+    Payload::read(path)
+        .map(|p| p.with_compress(compress))
+        .map_err(|source| TargetError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// An etcd binary's version, read by running it here.
@@ -234,6 +242,7 @@ pub fn cluster_targets(
                             binaries: vec![key.0.clone()],
                             etcdctl: key.1.clone(),
                             target_version: run.target_version.clone(),
+                            compress: run.compress,
                         }
                         .load()
                         .map_err(|source| {
@@ -270,6 +279,7 @@ pub fn cluster_versions(
                 binaries: vec![binary],
                 etcdctl: None,
                 target_version: run.target_version.clone(),
+                compress: run.compress,
             }
             .version()
             .map_err(|source| ClusterTargetError::OwnBinary {
@@ -293,6 +303,7 @@ mod tests {
             binaries: vec!["/a/etcd".into(), "/b/etcd".into()],
             etcdctl: Some("/a/etcdctl".into()),
             target_version: None,
+            compress: Compress::Auto,
         };
         assert_eq!(
             several.load().err().unwrap().to_string(),

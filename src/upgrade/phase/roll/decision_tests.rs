@@ -54,14 +54,7 @@ async fn turn(answers: Vec<ExecOutput>) -> Turn {
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
     let emit: Emitter = Arc::new(move |e| seen.lock().unwrap().push(e));
-    let target = Target::new(
-        Version::new(3, 5, 30),
-        Payload {
-            bytes: Default::default(),
-            sha256: String::new(),
-        },
-        None,
-    );
+    let target = Target::new(Version::new(3, 5, 30), Payload::empty(), None);
     let opts = RollOptions {
         run_id: "abc".into(),
         command_timeout: Duration::from_secs(5),
