@@ -55,40 +55,79 @@ fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::NAN, f64::max)
 }
 
-fn healthy(addr: &SocketAddr) -> bool {
+#[derive(PartialEq)]
+enum Probe {
+    Healthy,
+    /// Answered unhealthy, or not within 300 ms.
+    Unhealthy,
+    /// Nothing listens on the client port: etcd is not running.
+    Closed,
+}
+
+fn probe(addr: &SocketAddr) -> Probe {
     use std::io::{Read, Write};
-    let Ok(mut c) = TcpStream::connect_timeout(addr, Duration::from_millis(50)) else {
-        return false;
+    let mut c = match TcpStream::connect_timeout(addr, Duration::from_millis(50)) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Probe::Closed,
+        Err(_) => return Probe::Unhealthy,
     };
     let _ = c.set_read_timeout(Some(Duration::from_millis(300)));
     if c.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_err() {
-        return false;
+        return Probe::Unhealthy;
     }
     let mut s = String::new();
     let _ = c.read_to_string(&mut s);
-    s.contains("\"health\":\"true\"")
+    if s.contains("\"health\":\"true\"") {
+        Probe::Healthy
+    } else {
+        Probe::Unhealthy
+    }
 }
 
-/// Polls every member every 20 ms; returns each member's total time unhealthy (ms).
-fn poller(addrs: Vec<SocketAddr>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<f64>> {
+/// Each member's total time (ms) not healthy, and of that the time its client port
+/// was closed (etcd not running): on a loaded machine a slow /health counts as
+/// down, and the second figure tells the stopped window apart from slowness.
+struct Down {
+    down_ms: Vec<f64>,
+    closed_ms: Vec<f64>,
+}
+
+/// Polls every member every 20 ms.
+fn poller(addrs: Vec<SocketAddr>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Down> {
     std::thread::spawn(move || {
-        let mut down_since: Vec<Option<Instant>> = vec![None; addrs.len()];
-        let mut total = vec![0.0; addrs.len()];
+        let n = addrs.len();
+        let (mut down_since, mut closed_since) = (vec![None; n], vec![None::<Instant>; n]);
+        let (mut down, mut closed) = (vec![0.0; n], vec![0.0; n]);
+        let close = |since: &mut Option<Instant>, total: &mut f64| {
+            if let Some(t) = since.take() {
+                *total += t.elapsed().as_secs_f64() * 1000.0;
+            }
+        };
         while !stop.load(Ordering::SeqCst) {
             for (i, a) in addrs.iter().enumerate() {
-                let ok = healthy(a);
-                match (ok, down_since[i]) {
-                    (false, None) => down_since[i] = Some(Instant::now()),
-                    (true, Some(t)) => {
-                        total[i] += t.elapsed().as_secs_f64() * 1000.0;
-                        down_since[i] = None;
-                    }
-                    _ => {}
+                let p = probe(a);
+                if p == Probe::Healthy {
+                    close(&mut down_since[i], &mut down[i]);
+                } else if down_since[i].is_none() {
+                    down_since[i] = Some(Instant::now());
+                }
+                if p == Probe::Closed {
+                    closed_since[i].get_or_insert_with(Instant::now);
+                } else {
+                    close(&mut closed_since[i], &mut closed[i]);
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        total
+        // A member still down when the run ends counts to the end.
+        for i in 0..n {
+            close(&mut down_since[i], &mut down[i]);
+            close(&mut closed_since[i], &mut closed[i]);
+        }
+        Down {
+            down_ms: down,
+            closed_ms: closed,
+        }
     })
 }
 
@@ -201,7 +240,9 @@ async fn floor(
     http: &[SocketAddr],
 ) -> Result<()> {
     let poll = Duration::from_millis(50);
-    let want = Version::new(3, 5, 1);
+    // The version the new binary reports: the newest Debian 3.5 moves.
+    let want = Version::parse(&Lab::newest_debian_35()?)
+        .context("the newest Debian 3.5's version does not parse")?;
     let mut clients: Vec<EtcdClient> = http.iter().copied().map(client).collect();
     let t = Instant::now();
     let probes = lab.members.iter().zip(hosts).map(|(m, h)| async move {
@@ -448,6 +489,8 @@ struct Setup {
 struct UpgradeRun {
     wall: f64,
     down_ms: Vec<f64>,
+    /// Of that, the client port closed (etcd not running).
+    closed_ms: Vec<f64>,
     rss_kib: u64,
     phases: Option<Phases>,
     events: Option<Events>,
@@ -670,6 +713,11 @@ fn one_upgrade(kind: &str, setup: &Setup, new_etcd: &Path, scratch: &Path) -> Re
     } else {
         lab.members.iter().map(|m| du_bytes(&m.data_dir)).collect()
     };
+    // A machine shared with other work can leave a fresh or just-filled cluster
+    // unhealthy for a while (seen: every member `health: false` after a big
+    // tear-down); every tool starts from a healthy cluster, which the pre-flight
+    // requires anyway.
+    lab.wait_cluster_healthy(Duration::from_secs(120))?;
     let inv = scratch.join(format!("inv-{kind}.yml"));
     lab.write_inventory(&inv)?;
     let addrs: Vec<SocketAddr> = lab
@@ -757,7 +805,7 @@ fn one_upgrade(kind: &str, setup: &Setup, new_etcd: &Path, scratch: &Path) -> Re
     };
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::SeqCst);
-    let down_ms = poll
+    let Down { down_ms, closed_ms } = poll
         .join()
         .map_err(|_| anyhow::anyhow!("poller panicked"))?;
     if !ok {
@@ -772,6 +820,7 @@ fn one_upgrade(kind: &str, setup: &Setup, new_etcd: &Path, scratch: &Path) -> Re
     Ok(UpgradeRun {
         wall,
         down_ms,
+        closed_ms,
         rss_kib: rss,
         phases,
         events,
@@ -804,6 +853,7 @@ fn rt_cell(n: Option<u64>) -> String {
 struct Series {
     walls: Vec<f64>,
     downs: Vec<f64>,
+    closed: Vec<f64>,
     /// The worst member of each run.
     worst_downs: Vec<f64>,
     rss: Vec<f64>,
@@ -964,6 +1014,7 @@ fn main() -> Result<()> {
             s.walls.push(run.wall);
             s.worst_downs.push(max(&run.down_ms));
             s.downs.extend(run.down_ms);
+            s.closed.extend(run.closed_ms);
             s.rss.push(run.rss_kib as f64);
             s.data_dir_bytes
                 .extend(run.data_dir_bytes.iter().map(|&b| b as f64));
@@ -1156,6 +1207,9 @@ fn main() -> Result<()> {
     if on("bigdata") {
         let (e, b) = (down("lan", "etcdroll"), down("bigdata", "etcdroll"));
         let (ew, bw) = (worst("lan", "etcdroll"), worst("bigdata", "etcdroll"));
+        let closed =
+            |setup: &str| get(setup, "etcdroll").map_or(f64::NAN, |s| median(s.closed.clone()));
+        let (ec, bc) = (closed("lan"), closed("bigdata"));
         let mib = get("bigdata", "etcdroll").map_or(f64::NAN, |s| median(s.data_dir_bytes.clone()))
             / (1u64 << 20) as f64;
         let empty_mib = get("lan", "etcdroll")
@@ -1164,6 +1218,7 @@ fn main() -> Result<()> {
         println!("\nBig data: etcdroll, data dir {mib:.0} MiB per member vs {empty_mib:.1} MiB (median of {runs} interleaved runs)");
         println!("time down per member: {b:.0} ms vs {e:.0} ms ({:.2}×); worst member {bw:.0} ms vs {ew:.0} ms; wall {:.2}s vs {:.2}s",
             b / e, wall("bigdata", "etcdroll"), wall("lan", "etcdroll"));
+        println!("of which etcd's client port was closed (not running): {bc:.0} ms vs {ec:.0} ms ({:.2}×)", bc / ec);
         targets.push(Target {
             what: format!("big data ({mib:.0} MiB per member): time down vs an empty data dir"),
             measured: format!("{b:.0} ms vs {e:.0} ms: {:.2}×", b / e),
@@ -1177,6 +1232,7 @@ fn main() -> Result<()> {
                 "data_dir_mib": mib,
                 "empty_data_dir_mib": empty_mib,
                 "down_ms_per_member": {"empty": e, "big": b},
+            "port_closed_ms_per_member": {"empty": ec, "big": bc},
                 "worst_member_down_ms": {"empty": ew, "big": bw},
                 "ratio": b / e,
                 "wall_s": {"empty": wall("lan", "etcdroll"), "big": wall("bigdata", "etcdroll")},
@@ -1298,6 +1354,9 @@ fn memory(
                     &format!("c{i}-"),
                     &format!("etcd_cluster: c{i}\netcdroll_binary: {}", bin.display()),
                 ));
+            }
+            for lab in &labs {
+                lab.wait_cluster_healthy(Duration::from_secs(120))?;
             }
             let inv = scratch.join(format!("inv-memory-{n}.yml"));
             std::fs::write(&inv, y)?;
