@@ -1003,10 +1003,14 @@ fn main() -> Result<()> {
                 .map(|e| format!(", round trips {}", rt_cell(e.total_round_trips)))
                 .unwrap_or_default();
             eprintln!(
-                "run {r} {:<8} {kind:<9} wall {:.2}s, down per member {:?} ms{rts}{}{}",
+                "run {r} {:<8} {kind:<9} wall {:.2}s, down per member {:?} ms (port closed {:?} ms){rts}{}{}",
                 setup.name,
                 run.wall,
                 run.down_ms
+                    .iter()
+                    .map(|d| d.round() as i64)
+                    .collect::<Vec<_>>(),
+                run.closed_ms
                     .iter()
                     .map(|d| d.round() as i64)
                     .collect::<Vec<_>>(),
