@@ -1180,8 +1180,13 @@ fn main() -> Result<()> {
             let lan_wall = wall("lan", "etcdroll");
             let paid = (w[1] - lan_wall) / rtt;
             println!(
-                "far link: etcdroll {:.2}s against its LAN {lan_wall:.2}s: {paid:.1} round trips paid ((far − LAN) / RTT)",
-                w[1]
+                "far link: etcdroll {:.2}s against its LAN {lan_wall:.2}s: {paid:.1} round trips paid ((far − LAN) / RTT){}",
+                w[1],
+                if far_link.rate_bits_per_sec.is_some() {
+                    "; with a rate cap this also holds the transfers' time on the link"
+                } else {
+                    ""
+                }
             );
             j["etcdroll_lan_wall_s"] = json!(lan_wall);
             j["round_trips_paid"] = json!(paid);
