@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub mod relay;
 pub mod systemd;
+pub use relay::{LinkModel, Relays};
 pub use systemd::Layout;
 
 const SERVICE_SCRIPT: &str = include_str!("etcd-service.sh");
@@ -50,6 +52,13 @@ pub struct LabSpec {
     /// With the kubespray layout: kubespray's second cluster `etcd-events` on the
     /// same members (`etcd-events.service`, clients on 2383, peers on 2382).
     pub etcd_events: bool,
+    /// A far or thin link between the controller and the hosts: every SSH
+    /// connection the lab's inventories describe goes through a delaying relay
+    /// (in front of each host, or of the first bastion). Members still reach each
+    /// other, and tests still reach members, directly.
+    pub link: Option<LinkModel>,
+    /// `--quota-backend-bytes` (as ETCD_QUOTA_BACKEND_BYTES), for big data dirs.
+    pub quota_backend_bytes: Option<u64>,
 }
 
 impl Default for LabSpec {
@@ -66,6 +75,8 @@ impl Default for LabSpec {
             ipv6: false,
             systemd: None,
             etcd_events: false,
+            link: None,
+            quota_backend_bytes: None,
         }
     }
 }
@@ -157,6 +168,15 @@ pub struct Lab {
     /// kubespray's `etcd-events` cluster runs beside `etcd` (ports 2383/2382).
     #[serde(default)]
     pub etcd_events: bool,
+    /// Host name -> the relay address the controller uses for its sshd, on a
+    /// lab with a link model.
+    #[serde(default)]
+    pub relayed: Vec<(String, std::net::SocketAddr)>,
+    /// The link model of the relays, if any.
+    #[serde(skip)]
+    pub link: Option<LinkModel>,
+    #[serde(skip)]
+    relays: Option<Relays>,
     #[serde(skip)]
     keep: bool,
     #[serde(skip)]
@@ -306,6 +326,9 @@ impl Lab {
             ipv6: false,
             systemd: spec.systemd,
             etcd_events: spec.etcd_events,
+            relayed: Vec::new(),
+            link: spec.link,
+            relays: None,
             keep: false,
             torn_down: false,
         };
@@ -400,7 +423,11 @@ impl Lab {
                 self.plain_hosts.push(h);
             }
         }
-        // known_hosts: every host's ed25519 and ecdsa keys under its address.
+        if let Some(link) = spec.link {
+            self.start_relays(link)?;
+        }
+        // known_hosts: every host's ed25519 and ecdsa keys under its address (and
+        // under its relay's `[addr]:port`, which is what the controller dials).
         let mut kh = String::new();
         for h in self.all_hosts() {
             for t in ["ed25519", "ecdsa"] {
@@ -410,6 +437,9 @@ impl Lab {
                     bail!("bad host key file for {}", h.name)
                 };
                 kh.push_str(&format!("{} {a} {k}\n", h.ip()));
+                if let Some(relay) = self.relay_of(h) {
+                    kh.push_str(&format!("[{}]:{} {a} {k}\n", relay.ip(), relay.port()));
+                }
             }
         }
         std::fs::write(&self.known_hosts, kh)?;
@@ -436,6 +466,68 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    /// A relay on the controller's own lab address in front of every host the
+    /// controller dials: each member and plain host, or only the first bastion
+    /// (everything behind it is reached through it).
+    fn start_relays(&mut self, link: LinkModel) -> Result<()> {
+        let slot = self.slots[0];
+        let listen = if self.ipv6 {
+            IpAddr::V6(addr6(slot, 1))
+        } else {
+            IpAddr::V4(addr(slot, 1))
+        };
+        let mut relays = Relays::new(link)?;
+        let fronted: Vec<&LabHost> = match self.bastions.first() {
+            Some(b) => vec![b],
+            None => self.members.iter().chain(&self.plain_hosts).collect(),
+        };
+        let mut relayed = Vec::new();
+        for h in fronted {
+            let at = relays.add(listen, std::net::SocketAddr::new(h.ip(), 22))?;
+            relayed.push((h.name.clone(), at));
+        }
+        self.relayed = relayed;
+        self.relays = Some(relays);
+        Ok(())
+    }
+
+    /// The relay the controller dials for `h`'s sshd, on a lab with a link model.
+    pub fn relay_of(&self, h: &LabHost) -> Option<std::net::SocketAddr> {
+        self.relayed
+            .iter()
+            .find(|(n, _)| *n == h.name)
+            .map(|(_, a)| *a)
+    }
+
+    /// The name of the relays' threads, on a lab with a link model (see
+    /// `Relays::thread_name`).
+    pub fn relay_thread_name(&self) -> Option<String> {
+        self.relays.as_ref().map(Relays::thread_name)
+    }
+
+    /// `ansible_host` (and `ansible_port` through a relay) lines for a host entry.
+    pub(crate) fn host_lines(&self, h: &LabHost) -> String {
+        match self.relay_of(h) {
+            Some(r) => format!(
+                "          ansible_host: \"{}\"\n          ansible_port: {}\n",
+                r.ip(),
+                r.port()
+            ),
+            None => format!("          ansible_host: \"{}\"\n", h.ip()),
+        }
+    }
+
+    /// `root@ADDR[:PORT]` of each bastion, as `etcdroll_jump` takes them.
+    fn jump_hops(&self) -> Vec<String> {
+        self.bastions
+            .iter()
+            .map(|b| match self.relay_of(b) {
+                Some(r) => format!("root@{}:{}", r.ip(), r.port()),
+                None => format!("root@{}", b.addr),
+            })
+            .collect()
     }
 
     fn all_hosts(&self) -> impl Iterator<Item = &LabHost> {
@@ -627,6 +719,9 @@ impl Lab {
             }
             if let Some(n) = spec.snapshot_count {
                 env.push_str(&format!("ETCD_SNAPSHOT_COUNT={n}\n"));
+            }
+            if let Some(n) = spec.quota_backend_bytes {
+                env.push_str(&format!("ETCD_QUOTA_BACKEND_BYTES={n}\n"));
             }
             std::fs::write(m.dir.join("etcd.env"), env)?;
             if let Some(t) = &self.tls {
@@ -915,11 +1010,7 @@ impl Lab {
             ));
         }
         if !self.bastions.is_empty() {
-            let hops: Vec<String> = self
-                .bastions
-                .iter()
-                .map(|b| format!("root@{}", b.addr))
-                .collect();
+            let hops = self.jump_hops();
             y.push_str(&format!("    etcdroll_jump: {}\n", hops.join(",")));
         }
         y.push_str("  children:\n");
@@ -930,11 +1021,7 @@ impl Lab {
         if !self.plain_hosts.is_empty() {
             y.push_str("    hosts:\n      hosts:\n");
             for h in &self.plain_hosts {
-                y.push_str(&format!(
-                    "        {}:\n          ansible_host: \"{}\"\n",
-                    h.name,
-                    h.ip()
-                ));
+                y.push_str(&format!("        {}:\n{}", h.name, self.host_lines(h)));
             }
         }
         std::fs::write(path, y)?;
@@ -963,14 +1050,14 @@ impl Lab {
             }
             let d = m.dir.display();
             y.push_str(&format!(
-                "        {prefix}{name}:\n          ansible_host: \"{addr}\"\n          etcd_binary: {d}/bin/etcd\n          \
+                "        {prefix}{name}:\n{host}          etcd_binary: {d}/bin/etcd\n          \
                  etcdctl_binary: {d}/bin/etcdctl\n          etcd_data_dir: {d}/data\n          \
                  etcd_backup_dir: {d}/backup\n          etcd_client_url: {client}\n          \
                  etcd_service_manager: command\n          etcd_start_cmd: {d}/etcd-service start\n          \
                  etcd_stop_cmd: {d}/etcd-service stop\n          etcd_status_cmd: {d}/etcd-service status\n          \
                  etcd_logs_cmd: {d}/etcd-service logs\n          etcdroll_lock_dir: {d}/run\n",
                 name = m.name,
-                addr = m.ip(),
+                host = self.host_lines(m),
                 client = self.local_client_url(),
             ));
             if !extra.is_empty() {
@@ -994,11 +1081,7 @@ impl Lab {
     pub fn write_hosts_only_inventory(&self, path: &Path) -> Result<()> {
         let mut y = String::from("all:\n");
         if !self.bastions.is_empty() {
-            let hops: Vec<String> = self
-                .bastions
-                .iter()
-                .map(|b| format!("root@{}", b.addr))
-                .collect();
+            let hops = self.jump_hops();
             y.push_str(&format!("  vars:\n    etcdroll_jump: {}\n", hops.join(",")));
         }
         y.push_str("  children:\n");
@@ -1009,10 +1092,10 @@ impl Lab {
             y.push_str(&format!("    {group}:\n      hosts:\n"));
             for h in hosts {
                 y.push_str(&format!(
-                    "        {}:\n          ansible_host: \"{}\"\n          ansible_user: root\n          \
+                    "        {}:\n{}          ansible_user: root\n          \
                      ansible_ssh_private_key_file: {}\n          etcdroll_known_hosts: {}\n",
                     h.name,
-                    h.ip(),
+                    self.host_lines(h),
                     self.client_key.display(),
                     self.known_hosts.display()
                 ));
@@ -1055,6 +1138,10 @@ impl Lab {
             return;
         }
         self.torn_down = true;
+        // The relays first: nothing may dial through them into hosts going away.
+        if let Some(mut r) = self.relays.take() {
+            r.stop();
+        }
         // Containers first: etcd, then the container's systemd, its overlay and cgroups.
         systemd::teardown_hosts(&self.members, &self.plain_hosts);
         // Members first, bastions (which hold the inner bridges) last.

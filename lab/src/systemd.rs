@@ -1068,11 +1068,11 @@ pub(crate) fn etcdctl_script(lab: &Lab, h: &LabHost, args: &[&str]) -> String {
 /// A member's inventory entry (8-space indent): etcd as seen inside the container.
 pub(crate) fn member_entry(lab: &Lab, m: &LabHost, prefix: &str) -> String {
     let mut y = format!(
-        "        {prefix}{name}:\n          ansible_host: \"{addr}\"\n          etcd_binary: {bin}\n          \
+        "        {prefix}{name}:\n{host}          etcd_binary: {bin}\n          \
          etcdctl_binary: {ctl}\n          etcd_data_dir: {data}\n          etcd_backup_dir: {backup}\n          \
          etcd_client_url: {client}\n          etcd_service_manager: systemd\n          etcd_service: etcd\n",
         name = m.name,
-        addr = m.ip(),
+        host = lab.host_lines(m),
         bin = m.etcd_binary.display(),
         ctl = m.etcdctl_binary.display(),
         data = m.data_dir.display(),

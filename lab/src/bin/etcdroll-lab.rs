@@ -1,13 +1,15 @@
 //! The lab from the command line, for the demo and for trying etcdroll by hand:
 //! `etcdroll-lab up --dir DIR [--members 3] [--version 3.4.23] [--bastions 0] [--enable-v2]
-//! [--systemd kubespray|debian|plain]` starts real hosts (network namespaces with sshd
-//! and etcd; with --systemd, a systemd-nspawn container per host) and writes
-//! DIR/inventory.yml; `etcdroll-lab down --dir DIR` removes everything it made.
+//! [--systemd kubespray|debian|plain] [--link rtt=100ms,rate=20mbit]` starts real hosts
+//! (network namespaces with sshd and etcd; with --systemd, a systemd-nspawn container
+//! per host) and writes DIR/inventory.yml; `etcdroll-lab down --dir DIR` removes
+//! everything it made. With --link the inventory points at delaying relays that
+//! live in this process, so `up` stays in the foreground until interrupted.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use etcdroll_lab::{Lab, LabSpec, Layout};
+use etcdroll_lab::{Lab, LabSpec, Layout, LinkModel};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +47,12 @@ enum Cmd {
         /// Also write DIR/hosts.yml, an inventory naming only the hosts.
         #[arg(long)]
         hosts_only: bool,
+        /// A far or thin link between this machine and the hosts (`rtt=100ms`,
+        /// `delay=50ms` one way, `rate=20mbit`): SSH goes through delaying relays
+        /// run by this process, which then stays in the foreground (Ctrl-C stops
+        /// the relays; `down` still removes the lab).
+        #[arg(long, value_name = "rtt=DUR,rate=RATE")]
+        link: Option<LinkModel>,
     },
     /// Tear down the lab saved in DIR/lab.json.
     Down {
@@ -66,6 +74,7 @@ fn main() {
             systemd,
             etcd_events,
             hosts_only,
+            link,
         } => up(
             dir,
             LabSpec {
@@ -76,6 +85,7 @@ fn main() {
                 enable_v2,
                 systemd,
                 etcd_events,
+                link,
                 ..LabSpec::default()
             },
             hosts_only,
@@ -108,6 +118,15 @@ fn up(dir: PathBuf, spec: LabSpec, hosts_only: bool) -> anyhow::Result<()> {
         println!("{:<10} {:<16} netns {}", h.name, h.addr, h.netns);
     }
     println!("inventory: {}", dir.join("inventory.yml").display());
-    let _ = lab.persist();
+    let lab = lab.persist();
+    if let Some(link) = lab.link {
+        for (name, at) in &lab.relayed {
+            println!("relay {name:<6} {at} ({link})");
+        }
+        println!("relaying; Ctrl-C stops the relays (then `etcdroll-lab down --dir DIR`)");
+        loop {
+            std::thread::park();
+        }
+    }
     Ok(())
 }
