@@ -26,6 +26,15 @@ impl Phase for Preflight {
 
     fn run<'r, 'a: 'r>(&'r self, run: &'r mut Run<'a>) -> BoxFuture<'r, Flow> {
         Box::pin(async move {
+            if !run.dry_run && self.purpose == Purpose::Upgrade {
+                // The gzip copies are made while the pre-flight asks its questions.
+                for target in std::iter::once(&run.target).chain(&run.target.then) {
+                    target.etcd.start_gzip_copy();
+                    if let Some(ctl) = &target.etcdctl {
+                        ctl.start_gzip_copy();
+                    }
+                }
+            }
             let view = survey(run.links, run.survey_target, run.limits()).await;
             if self.purpose == Purpose::Upgrade {
                 for row in view.check_rows(run.survey_target) {
