@@ -792,6 +792,10 @@ fn one_upgrade(kind: &str, setup: &Setup, new_etcd: &Path, scratch: &Path) -> Re
                     .arg(&inv)
                     .arg("--binary")
                     .arg(new_etcd)
+                    // Stated, so etcdroll does not run `etcd --version` here: that
+                    // child's peak RSS (~22 MB) would count as etcdroll's (wait4).
+                    .arg("--target-version")
+                    .arg(Lab::newest_debian_35()?)
                     .args(["--yes", "--output", "json"])
                     .env("HOME", scratch)
                     .env_remove("SSH_AUTH_SOCK")
@@ -1391,6 +1395,9 @@ fn memory(
                 Command::new(bin_dir().join("etcdroll"))
                     .args(["upgrade", "-i"])
                     .arg(&inv)
+                    // As in the LAN runs: no local `etcd --version` child counted.
+                    .arg("--target-version")
+                    .arg(Lab::newest_debian_35()?)
                     .args(["--yes", "--output", "json", "-f", "10"])
                     .env("HOME", scratch)
                     .env_remove("SSH_AUTH_SOCK")
