@@ -131,7 +131,30 @@ fn poller(addrs: Vec<SocketAddr>, stop: Arc<AtomicBool>) -> std::thread::JoinHan
     })
 }
 
-/// Run a child to completion; wall time (s) and peak RSS (KiB).
+/// The file GNU time writes etcdroll's peak RSS to (see `etcdroll_measured`).
+fn rss_file() -> PathBuf {
+    std::env::temp_dir().join(format!("etcdroll-bench-rss-{}", std::process::id()))
+}
+
+/// etcdroll, run under GNU time when it is there. A child's `ru_maxrss` from
+/// `wait4` counts the address space it started in: Rust spawns with vfork (or
+/// fork, whose copy counts the same pages), and the kernel records the old
+/// address space's peak at exec — the bench's own, tens of MiB. GNU time's is
+/// ~2 MiB, so what it reports of its child is etcdroll's.
+fn etcdroll_measured() -> Command {
+    let time = Path::new("/usr/bin/time");
+    let etcdroll = bin_dir().join("etcdroll");
+    if !time.exists() {
+        return Command::new(etcdroll);
+    }
+    let _ = std::fs::remove_file(rss_file());
+    let mut c = Command::new(time);
+    c.args(["-f", "%M", "-o"]).arg(rss_file()).arg(etcdroll);
+    c
+}
+
+/// Run a child to completion; wall time (s) and peak RSS (KiB; etcdroll's own
+/// when it ran under GNU time, see `etcdroll_measured`).
 fn run_measured(cmd: &mut Command) -> Result<(f64, u64, bool)> {
     run_measured_cpu(cmd).map(|(wall, rss, _, ok)| (wall, rss, ok))
 }
@@ -147,9 +170,13 @@ fn run_measured_cpu(cmd: &mut Command) -> Result<(f64, u64, f64, bool)> {
     // SAFETY: waiting for our own child.
     unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let timed = std::fs::read_to_string(rss_file())
+        .ok()
+        .and_then(|t| t.lines().last().and_then(|l| l.trim().parse::<u64>().ok()));
+    let _ = std::fs::remove_file(rss_file());
     Ok((
         t0.elapsed().as_secs_f64(),
-        usage.ru_maxrss as u64,
+        timed.unwrap_or(usage.ru_maxrss as u64),
         secs(usage.ru_utime) + secs(usage.ru_stime),
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
     ))
@@ -787,7 +814,7 @@ fn one_upgrade(kind: &str, setup: &Setup, new_etcd: &Path, scratch: &Path) -> Re
         "etcdroll" => {
             let out = scratch.join("events.jsonl");
             let r = run_measured(
-                Command::new(bin_dir().join("etcdroll"))
+                etcdroll_measured()
                     .args(["upgrade", "-i"])
                     .arg(&inv)
                     .arg("--binary")
@@ -1392,7 +1419,7 @@ fn memory(
             let inv = scratch.join(format!("inv-memory-{n}.yml"));
             std::fs::write(&inv, y)?;
             let (t, kib, ok) = run_measured(
-                Command::new(bin_dir().join("etcdroll"))
+                etcdroll_measured()
                     .args(["upgrade", "-i"])
                     .arg(&inv)
                     // As in the LAN runs: no local `etcd --version` child counted.
@@ -1573,7 +1600,7 @@ fn fanout(
         let (mut check_wall, mut check_mem, mut check_cpu) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
             let (t, r, c, ok) = run_measured_cpu(
-                Command::new(bin_dir().join("etcdroll"))
+                etcdroll_measured()
                     .args(["exec", "-i"])
                     .arg(&inv)
                     .args(["--group", "hosts", "--output", "json", "--", "true"])
@@ -1589,7 +1616,7 @@ fn fanout(
             // `check` on the same hosts: probe, tunnel and HTTP per host. They run
             // no etcd, so it refuses (exit 3) after asking every one of them.
             let (t, r, c, _) = run_measured_cpu(
-                Command::new(bin_dir().join("etcdroll"))
+                etcdroll_measured()
                     .args(["check", "-i"])
                     .arg(&inv)
                     .args(["--group", "hosts", "--output", "json"])
