@@ -150,13 +150,18 @@ impl TargetBinaries {
 
 /// A binary's size and SHA-256, read by streaming it once; its bytes are read
 /// again from disk as each upload sends them (never held in memory).
+/// Its gzip copy is started now, in the background, so that it is ready by the
+/// time the uploads start (connecting, the lock and the pre-flight come first):
+/// `--compress auto` takes it only if it is (see `ssh::upload`).
 fn read_payload(path: &Path, compress: Compress) -> Result<Payload, TargetError> {
-    Payload::read(path)
+    let payload = Payload::read(path)
         .map(|p| p.with_compress(compress))
         .map_err(|source| TargetError::Unreadable {
             path: path.to_path_buf(),
             source,
-        })
+        })?;
+    payload.start_gzip_copy();
+    Ok(payload)
 }
 
 /// An etcd binary's version, read by running it here.
