@@ -200,12 +200,17 @@ pub enum Event {
     /// or a pause between members (`settle 5s`).
     Phase {
         phase: String,
+        /// With several clusters in the run, whose phase it is.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cluster: Option<String>,
     },
     /// A phase ended: its wall time and its sequential round trips to the hosts
     /// (waits that overlap count once; see `round_trips`), what a far link
     /// multiplies by its RTT.
     PhaseFinished {
         phase: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cluster: Option<String>,
         round_trips: u64,
         seconds: f64,
     },

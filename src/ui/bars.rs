@@ -216,7 +216,7 @@ impl Bars {
                 }
                 self.update_run_line();
             }
-            Event::Phase { phase } => {
+            Event::Phase { phase, .. } => {
                 self.run_state.phase = phase.clone();
                 self.update_run_line();
             }

@@ -280,7 +280,7 @@ fn report(e: &Event) -> Option<String> {
             }
         }),
         Event::Discovered { hosts } => Some(table::discovered(hosts)),
-        Event::Phase { phase } if phase.starts_with("settle") => {
+        Event::Phase { phase, .. } if phase.starts_with("settle") => {
             Some(format!("{phase} before the next member"))
         }
         Event::Warning { host, message } => Some(

@@ -109,7 +109,7 @@ where
 
 /// The emitter of one cluster's run: with several clusters, its end is a
 /// `cluster_finished` event (the run's own `run_finished` comes once, last) and its
-/// `cluster` events carry its name; with one, the run's emitter as it is.
+/// `cluster`, `phase` and `phase_finished` events carry its name; with one, the run's emitter as it is.
 pub fn cluster_emitter(emit: &Emitter, cluster: &str, several: bool) -> Emitter {
     let emit = emit.clone();
     if !several {
@@ -142,6 +142,21 @@ pub fn cluster_emitter(emit: &Emitter, cluster: &str, several: bool) -> Emitter 
             leader,
             healthy,
             members,
+        }),
+        Event::Phase { phase, .. } => emit(Event::Phase {
+            phase,
+            cluster: Some(cluster.clone()),
+        }),
+        Event::PhaseFinished {
+            phase,
+            round_trips,
+            seconds,
+            ..
+        } => emit(Event::PhaseFinished {
+            phase,
+            cluster: Some(cluster.clone()),
+            round_trips,
+            seconds,
         }),
         other => emit(other),
     })

@@ -190,11 +190,13 @@ pub async fn run_phases(phases: &[&dyn Phase], run: &mut Run<'_>) -> Outcome {
         tracing::debug!(target: "etcdroll::phase", phase = phase.name(), "running");
         (run.emit)(Event::Phase {
             phase: phase.name().to_string(),
+            cluster: None,
         });
         let (rounds_before, started) = (crate::round_trips::so_far(), Instant::now());
         let flow = phase.run(run).await;
         (run.emit)(Event::PhaseFinished {
             phase: phase.name().to_string(),
+            cluster: None,
             round_trips: crate::round_trips::so_far() - rounds_before,
             seconds: started.elapsed().as_secs_f64(),
         });

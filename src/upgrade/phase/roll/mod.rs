@@ -166,10 +166,12 @@ impl<'r> Roll<'r> {
                 // next is decided after it (the leader goes last).
                 (ctx.emit)(Event::Phase {
                     phase: format!("settle {}", humantime::format_duration(ctx.opts.settle)),
+                    cluster: None,
                 });
                 tokio::time::sleep(ctx.opts.settle).await;
                 (ctx.emit)(Event::Phase {
                     phase: "roll".into(),
+                    cluster: None,
                 });
             }
         }
