@@ -271,12 +271,18 @@ impl FeedSource for Upload<'_> {
     }
 }
 
+/// Gzip copies are made one at a time: each holds a compressor and its buffers
+/// (about 1 MB), and on a controller's few cores several at once end no sooner,
+/// so ten clusters' binaries cost the memory of one.
+static PACKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// The payload's gzip copy, made by the first upload that wants it (on a
-/// blocking thread) while the others wait for it.
+/// blocking thread, one copy at a time) while the others wait for it.
 async fn packed_copy(payload: &Payload) -> Result<Arc<Packed>, String> {
     let cell = payload.gzip.clone();
     let p = payload.clone();
     cell.get_or_init(|| async move {
+        let _turn = PACKING.acquire().await;
         tokio::task::spawn_blocking(move || pack(&p).map(Arc::new))
             .await
             .unwrap_or_else(|e| Err(e.to_string()))
