@@ -12,7 +12,7 @@ use futures::future::join_all;
 use std::sync::Mutex;
 
 use super::Roll;
-use crate::etcd::{Health, MemberStatus, Version};
+use crate::etcd::{EtcdClient, Health, MemberStatus, Version};
 use crate::events::Event;
 use crate::upgrade::preflight::MemberView;
 
@@ -62,17 +62,31 @@ pub async fn poll_new_version(
         return std::future::pending().await;
     };
     loop {
-        let (v, h) = futures::join!(client.version(), twin.health());
-        match v {
-            Ok(v) if Version::parse(&v.server) == Some(version) => match h {
-                Ok(h) if h.healthy => return (v.cluster, Instant::now()),
-                Ok(h) => note(format!("/health answered {}", h.answer)),
-                Err(e) => note(e.to_string()),
-            },
-            Ok(v) => note(format!("it reports etcd {}, expected {version}", v.server)),
-            Err(e) => note(e.to_string()),
+        match ask_new_version(client, twin, version).await {
+            Ok(cluster_version) => return (cluster_version, Instant::now()),
+            Err(answer) => note(answer),
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// One round of the "healthy on `version`" question: `/version` on `client` and
+/// `/health` on `twin`, at once. The cluster version the member reported, or
+/// what it answered instead.
+async fn ask_new_version(
+    client: &mut EtcdClient,
+    twin: &mut EtcdClient,
+    version: Version,
+) -> Result<String, String> {
+    let (v, h) = futures::join!(client.version(), twin.health());
+    match v {
+        Ok(v) if Version::parse(&v.server) == Some(version) => match h {
+            Ok(h) if h.healthy => Ok(v.cluster),
+            Ok(h) => Err(format!("/health answered {}", h.answer)),
+            Err(e) => Err(e.to_string()),
+        },
+        Ok(v) => Err(format!("it reports etcd {}, expected {version}", v.server)),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -93,15 +107,9 @@ impl Roll<'_> {
         client.reset();
         twin.reset();
         let cluster_version = loop {
-            let (v, h) = futures::join!(client.version(), twin.health());
-            match v {
-                Ok(v) if Version::parse(&v.server) == Some(version) => match h {
-                    Ok(h) if h.healthy => break v.cluster,
-                    Ok(h) => last = format!("/health answered {}", h.answer),
-                    Err(e) => last = e.to_string(),
-                },
-                Ok(v) => last = format!("it reports etcd {}, expected {version}", v.server),
-                Err(e) => last = e.to_string(),
+            match ask_new_version(client, twin, version).await {
+                Ok(cluster_version) => break cluster_version,
+                Err(answer) => last = answer,
             }
             if !deadline.pause().await {
                 return Err(format!(
