@@ -127,6 +127,7 @@ pub(super) async fn upgrade_one(req: UpgradeRequest<'_>, emit: &Emitter, lock: b
         view: None,
         todo: Vec::new(),
         roll_end: None,
+        seen: Default::default(),
         inventory: req.inventory.clone(),
     };
     run_phases(&phases, &mut run).await

@@ -36,7 +36,9 @@ impl Phase for Finish {
             let outcome = match end {
                 RollEnd::Completed => {
                     let swap_etcdctl = run.target.etcdctl.is_some();
+                    let seen = std::mem::take(&mut run.seen);
                     let mut roll = Roll::enter(run, records.clone(), swap_etcdctl);
+                    roll.seen = seen;
                     match roll.wait_cluster_version().await {
                         Ok(cv) => {
                             // The cluster line (over the tunnels) and the etcdctl
@@ -113,6 +115,20 @@ impl Roll<'_> {
         let deadline = Deadline::after(opts.cluster_version_timeout, opts.poll_interval);
         let mut last = String::new();
         let mut nudged = !want.can_move_leader();
+        // The last member's gate read the cluster version a moment ago: when it
+        // had not moved, nudge at once instead of asking every member first (on
+        // a far link, a round trip). If the leader decided it in between, the
+        // nudge only hands leadership to another upgraded member.
+        let undecided = self
+            .seen
+            .cluster_version
+            .as_deref()
+            .and_then(Version::parse)
+            .is_some_and(|c| c < want);
+        if undecided && !nudged {
+            nudged = true;
+            self.nudge_leader().await;
+        }
         loop {
             // Every member must have applied it: one that has not yet refuses
             // the new version's calls ("not capable", seen on 3.5), which the

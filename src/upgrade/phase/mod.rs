@@ -28,7 +28,7 @@ use super::fleet::HostLink;
 use super::preflight::{ClusterView, SurveyLimits};
 use super::record::Records;
 use super::target::{Interrupt, RollOptions, Target};
-use roll::RollEnd;
+use roll::{RollEnd, Seen};
 
 /// Shows the plan to the operator and returns whether to go ahead.
 pub type Confirm<'a> = Box<dyn Fn(&[String]) -> bool + Send + Sync + 'a>;
@@ -88,6 +88,9 @@ pub struct Run<'a> {
     pub todo: Vec<usize>,
     /// How the roll ended, for the finish.
     pub roll_end: Option<RollEnd>,
+    /// What the roll's last gates read (leader, cluster version), so the finish
+    /// need not ask it again.
+    pub seen: Seen,
     /// The inventory path, for the commands the report tells the operator to run.
     pub inventory: String,
 }
@@ -115,6 +118,7 @@ impl<'a> Run<'a> {
             view: None,
             todo: Vec::new(),
             roll_end: None,
+            seen: Seen::default(),
             inventory: String::new(),
         }
     }

@@ -316,8 +316,11 @@ impl Phase for RollMembers {
             let todo = run.todo.clone();
             let records = run.records.clone();
             let swap_etcdctl = run.target.etcdctl.is_some();
-            let end = Roll::enter(run, records, swap_etcdctl).run(todo).await;
+            let mut roll = Roll::enter(run, records, swap_etcdctl);
+            let end = roll.run(todo).await;
+            let seen = std::mem::take(&mut roll.seen);
             run.roll_end = Some(end);
+            run.seen = seen;
             Flow::Next
         })
     }
